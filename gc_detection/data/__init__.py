@@ -1,0 +1,1 @@
+"""Dataset generation and serialisation in the OD API's formats."""

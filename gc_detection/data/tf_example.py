@@ -1,0 +1,127 @@
+"""Writes detection examples in the OD API's tf.Example schema.
+
+The schema is the one `object_detection.data_decoders.tf_example_decoder`
+reads (the same keys `create_coco_tf_record.py` writes): the encoded image,
+its size, and per-object normalised box corners, class ids and class names.
+"""
+import dataclasses
+import hashlib
+import io
+import os
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionExample:
+  """One image and its boxes.
+
+  Attributes:
+    image: uint8 array of shape (height, width, 3).
+    boxes: float array of shape (num_boxes, 4), [ymin, xmin, ymax, xmax] in
+      pixels.
+    class_ids: int array of shape (num_boxes,), 1-based label-map ids.
+    class_names: one name per box.
+    filename: the name stored in image/filename and image/source_id.
+  """
+  image: np.ndarray
+  boxes: np.ndarray
+  class_ids: np.ndarray
+  class_names: Sequence[str]
+  filename: str
+
+
+def _bytes(values):
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _ints(values):
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _floats(values):
+  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def encode_png(image):
+  """Returns the PNG bytes of a uint8 (height, width, 3) array."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def to_tf_example(example):
+  """Returns the tf.train.Example of a DetectionExample (image stored as PNG).
+
+  Raises:
+    ValueError: the image is not uint8 (H, W, 3) or the box, id and name counts
+      differ.
+  """
+  image = np.asarray(example.image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    raise ValueError(f'{example.filename}: image must be uint8 (height, width, 3),'
+                     f' got {image.dtype} {image.shape}')
+  boxes = np.asarray(example.boxes, dtype=np.float64).reshape(-1, 4)
+  if not len(boxes) == len(example.class_ids) == len(example.class_names):
+    raise ValueError(
+        f'{example.filename}: {len(boxes)} boxes, {len(example.class_ids)} '
+        f'class ids and {len(example.class_names)} class names must match')
+  height, width = image.shape[:2]
+  encoded = encode_png(image)
+  filename = example.filename.encode('utf8')
+  feature = {
+      'image/encoded': _bytes([encoded]),
+      'image/format': _bytes([b'png']),
+      'image/height': _ints([height]),
+      'image/width': _ints([width]),
+      'image/filename': _bytes([filename]),
+      'image/source_id': _bytes([filename]),
+      'image/key/sha256': _bytes([hashlib.sha256(encoded).hexdigest().encode()]),
+      'image/object/bbox/ymin': _floats(boxes[:, 0] / height),
+      'image/object/bbox/xmin': _floats(boxes[:, 1] / width),
+      'image/object/bbox/ymax': _floats(boxes[:, 2] / height),
+      'image/object/bbox/xmax': _floats(boxes[:, 3] / width),
+      'image/object/class/label': _ints([int(i) for i in example.class_ids]),
+      'image/object/class/text': _bytes(
+          [name.encode('utf8') for name in example.class_names]),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_tfrecord(path, examples):
+  """Writes DetectionExamples to a TFRecord file atomically.
+
+  The records go to `path + '.tmp'`, which is renamed to `path` only once every
+  record is written, so a crash never leaves a truncated file under `path`.
+  Returns the number of records written.
+  """
+  temporary = path + '.tmp'
+  count = 0
+  try:
+    with tf.io.TFRecordWriter(temporary) as writer:
+      for example in examples:
+        writer.write(to_tf_example(example).SerializeToString())
+        count += 1
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+  return count
+
+
+def label_map_text(class_names):
+  """Returns a label map (pbtxt) giving class_names ids 1, 2, ... in order."""
+  items = [f"item {{\n  id: {index}\n  name: '{name}'\n}}\n"
+           for index, name in enumerate(class_names, start=1)]
+  return ''.join(items)
+
+
+def write_text_atomically(path, text):
+  """Writes text to path through a temporary file and a rename."""
+  temporary = path + '.tmp'
+  with open(temporary, 'w') as out:
+    out.write(text)
+  os.replace(temporary, path)

@@ -1,0 +1,1 @@
+"""Command-line tools of gc_detection (run with `python -m`)."""

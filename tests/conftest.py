@@ -1,0 +1,27 @@
+"""Shared test set-up: quiet TensorFlow, the checkout's paths, subprocess helper."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASELINE_CONFIG = os.path.join(
+    REPO_ROOT, 'pipeline_configs', 'faster_rcnn_resnet50_v1_600x1024_coco.config')
+
+
+@pytest.fixture
+def repo_root():
+  return REPO_ROOT
+
+
+def run_python(code_or_args, timeout=600, cwd=REPO_ROOT):
+  """Runs the venv's Python in a fresh process; returns CompletedProcess.
+
+  `code_or_args` is either source code (str) or a list of arguments.
+  """
+  args = ['-c', code_or_args] if isinstance(code_or_args, str) else code_or_args
+  return subprocess.run([sys.executable] + args, capture_output=True, text=True,
+                        timeout=timeout, cwd=cwd, env=dict(os.environ))

@@ -1,0 +1,67 @@
+"""The installed stack is the pinned one, and the package imports."""
+import importlib.metadata
+import os
+import re
+import subprocess
+
+from packaging.requirements import Requirement
+
+from conftest import REPO_ROOT
+from conftest import run_python
+
+STACK_FILE = os.path.join(REPO_ROOT, 'requirements', 'tf215.txt')
+
+
+def _setup_py_section(section):
+  """The section as setup.py reads it (its own parser, not a copy of it)."""
+  namespace = {'__file__': os.path.join(REPO_ROOT, 'setup.py')}
+  source = open(namespace['__file__']).read().split('\nsetup(\n')[0]
+  exec(compile(source, 'setup.py', 'exec'), namespace)  # pylint: disable=exec-used
+  return namespace['read_section'](STACK_FILE, section)
+
+
+def _shell_section(which):
+  """The section as scripts/setup.sh reads it (the awk in common.sh)."""
+  out = subprocess.run(
+      ['bash', '-c', f'source scripts/lib/common.sh && '
+                     f'requirements_section {which} requirements/tf215.txt'],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+  return out.split('\n')[:-1]
+
+
+def test_setup_py_and_setup_sh_read_the_same_pins():
+  every_installed = (_setup_py_section('direct') + _setup_py_section('test') +
+                     _setup_py_section('locked'))
+  assert _shell_section('all-but-no-deps') == every_installed
+  assert _shell_section('no-deps') == _setup_py_section('no-deps')
+  od_api, = _setup_py_section('no-deps')
+  assert re.fullmatch(r'tf-object-detection-api==0\.1 --hash=sha256:[0-9a-f]{64}',
+                      od_api)
+
+
+def test_every_pinned_package_is_installed_at_its_pinned_version():
+  mismatched = []
+  for line in _shell_section('all-but-no-deps'):
+    requirement = Requirement(line)
+    installed = importlib.metadata.version(requirement.name)
+    if not requirement.specifier.contains(installed, prereleases=True):
+      mismatched.append(f'{requirement}: installed {installed}')
+  assert not mismatched
+  assert importlib.metadata.version('tf-object-detection-api') == '0.1'
+
+
+def test_the_project_is_installed_editable_from_this_checkout():
+  result = run_python(
+      'import gc_detection, object_detection, os;'
+      'print(os.path.dirname(gc_detection.__file__));'
+      'print(os.path.dirname(object_detection.__file__))')
+  assert result.returncode == 0, result.stderr
+  package_dir, od_api_dir = result.stdout.split()
+  assert package_dir == os.path.join(REPO_ROOT, 'gc_detection')
+  assert 'site-packages' in od_api_dir
+
+
+def test_importing_gc_detection_does_not_import_tensorflow():
+  result = run_python('import sys, gc_detection; print("tensorflow" in sys.modules)')
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == 'False'
