@@ -10,9 +10,10 @@ VENV_PYTHON="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # Lines TensorFlow 2.15 prints on every start on machines without a GPU (the
-# CUDA plugins are registered twice, TensorRT is absent). Only these exact
+# CUDA plugins are registered twice, TensorRT is absent), and one XLA prints
+# on the CPU when it compiles. Only these exact
 # messages are dropped; every other line of stderr passes through.
-TF_STARTUP_NOISE='Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin cu(DNN|FFT|BLAS) when one has already been registered|TF-TRT Warning: Could not find TensorRT|failed call to cuInit: UNKNOWN ERROR \(303\)'
+TF_STARTUP_NOISE='Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin cu(DNN|FFT|BLAS) when one has already been registered|TF-TRT Warning: Could not find TensorRT|failed call to cuInit: UNKNOWN ERROR \(303\)|SetPriority unimplemented for this stream'
 
 # Runs a command with TF_STARTUP_NOISE removed from its stderr; returns the
 # command's own exit status.
