@@ -1,0 +1,365 @@
+"""GlobalContextAttention: the paper's self-attention over a backbone feature map.
+
+Lee, Kim, Jung, "Improving Object Detection Quality by Incorporating Global
+Contexts via Self-Attention" (Electronics 2021, 10, 90), section 3. Every
+spatial cell of an (N, H, W, C) feature map is a token; each block projects the
+tokens to queries, keys and values of C / bottleneck_ratio channels, runs
+multi-head scaled dot-product attention over all H*W tokens, projects back to C
+channels and (by default) adds the result to its input.
+
+Pure Keras (tf.keras 2.x): this module knows nothing of the OD API.
+"""
+import math
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from gc_detection.layers import batch_norm_folding
+
+
+def _is_training(training):
+  """True only for a training flag that is True (a bool or a constant tensor)."""
+  if tf.is_tensor(training):
+    training = tf.get_static_value(training)
+  return bool(training)
+
+
+def _fresh(initializer):
+  """A new instance of a Keras initializer (own random stream when unseeded)."""
+  return initializer.__class__.from_config(initializer.get_config())
+
+
+def _check_positive_int(name, value):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    raise ValueError(f'{name} must be a positive integer, got {value!r}')
+  return int(value)
+
+
+@tf.keras.utils.register_keras_serializable(package='gc_detection')
+class GlobalContextAttention(tf.keras.layers.Layer):
+  """Multi-head self-attention over all spatial positions of a feature map.
+
+  Input: (N, H, W, C); H and W may be unknown until run time. Output: the same
+  shape, in the layer's compute dtype. With `return_attention_scores=True`,
+  `call` also returns one (N, num_heads, H*W, H*W) float32 tensor of attention
+  weights per block (queries along axis 2, keys along axis 3, both in
+  row-major H, W order).
+
+  Per block, with D = C / bottleneck_ratio and d = D / num_heads:
+    q, k, v = x Wq + bq, x Wk + bk, x Wv + bv            (N, HW, D) each
+    a_h = softmax(q_h k_h^T / sqrt(d)) v_h               (N, HW, d) per head
+    y = concat_h(a_h) Wo + bo                            (N, HW, C)
+    x <- x + y  (use_residual) or x <- y
+
+  Memory: when H*W > chunk_threshold, queries are processed `chunk_size` at a
+  time, so only a (N, heads, chunk_size, H*W) block of scores exists at once;
+  in training each chunk's attention is recomputed in the backward pass instead
+  of being kept. The result is the same as the unchunked computation.
+
+  Mixed precision: under a mixed policy the projections and matmuls run in the
+  compute dtype, the softmax in float32.
+
+  Args:
+    num_heads: attention heads per block (paper's best: 4).
+    num_layers: stacked blocks (paper's best: 1).
+    bottleneck_ratio: C / D, the channel reduction of Q, K and V (paper: 4).
+    use_residual: add each block's output to its input.
+    attention_dropout: dropout rate on the attention weights, in training.
+    chunk_size: queries per chunk on the chunked path.
+    chunk_threshold: H*W above which the chunked path is taken; None never
+      chunks.
+    kernel_initializer: initializer of the Q, K, V projection kernels.
+    output_kernel_initializer: initializer of the output projection kernel
+      ('zeros' makes every block start as the identity when use_residual).
+    bias_initializer: initializer of every bias.
+  """
+
+  def __init__(self,
+               num_heads: int = 4,
+               num_layers: int = 1,
+               bottleneck_ratio: int = 4,
+               use_residual: bool = True,
+               attention_dropout: float = 0.0,
+               chunk_size: int = 1024,
+               chunk_threshold: Optional[int] = 4096,
+               kernel_initializer='glorot_uniform',
+               output_kernel_initializer='glorot_uniform',
+               bias_initializer='zeros',
+               **kwargs):
+    super().__init__(**kwargs)
+    self.num_heads = _check_positive_int('num_heads', num_heads)
+    self.num_layers = _check_positive_int('num_layers', num_layers)
+    self.bottleneck_ratio = _check_positive_int('bottleneck_ratio', bottleneck_ratio)
+    self.chunk_size = _check_positive_int('chunk_size', chunk_size)
+    self.chunk_threshold = (None if chunk_threshold is None else
+                            _check_positive_int('chunk_threshold', chunk_threshold))
+    if not 0.0 <= float(attention_dropout) < 1.0:
+      raise ValueError(
+          f'attention_dropout must be in [0, 1), got {attention_dropout!r}')
+    self.attention_dropout = float(attention_dropout)
+    self.use_residual = bool(use_residual)
+    self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+    self.output_kernel_initializer = tf.keras.initializers.get(
+        output_kernel_initializer)
+    self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+    self.input_spec = tf.keras.layers.InputSpec(ndim=4)
+    self._blocks = []
+
+  def build(self, input_shape):
+    input_shape = tf.TensorShape(input_shape)
+    if input_shape.rank != 4:
+      raise ValueError('GlobalContextAttention expects inputs of rank 4 '
+                       f'(N, H, W, C), got shape {input_shape}')
+    channels = input_shape[-1]
+    if channels is None:
+      raise ValueError('GlobalContextAttention needs the channel dimension C '
+                       f'to be known, got shape {input_shape}')
+    if channels % self.bottleneck_ratio:
+      raise ValueError(
+          f'channels C={channels} must be divisible by bottleneck_ratio='
+          f'{self.bottleneck_ratio}')
+    key_channels = channels // self.bottleneck_ratio
+    if key_channels % self.num_heads:
+      raise ValueError(
+          f'C / bottleneck_ratio = {channels} / {self.bottleneck_ratio} = '
+          f'{key_channels} must be divisible by num_heads={self.num_heads}')
+    self.channels = channels
+    self.key_channels = key_channels
+    self.head_channels = key_channels // self.num_heads
+    self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: channels})
+    self._blocks = []
+    for index in range(self.num_layers):
+      # Q, K and V share one (C, 3D) kernel so the projection is one matmul.
+      self._blocks.append({
+          'qkv_kernel': self.add_weight(
+              f'block_{index}/qkv_kernel', shape=(channels, 3 * key_channels),
+              initializer=self._stacked_qkv_initializer),
+          'qkv_bias': self.add_weight(
+              f'block_{index}/qkv_bias', shape=(3 * key_channels,),
+              initializer=_fresh(self.bias_initializer)),
+          'output_kernel': self.add_weight(
+              f'block_{index}/output_kernel', shape=(key_channels, channels),
+              initializer=_fresh(self.output_kernel_initializer)),
+          'output_bias': self.add_weight(
+              f'block_{index}/output_bias', shape=(channels,),
+              initializer=_fresh(self.bias_initializer)),
+      })
+    super().build(input_shape)
+
+  def _stacked_qkv_initializer(self, shape, dtype=None):
+    """Initialises Q, K and V as three independent (C, D) kernels.
+
+    Each part gets the fan-out of one projection (D, not 3D), and its own
+    initializer instance: an unseeded Keras initializer returns the same
+    values every time the same instance is called.
+    """
+    channels, stacked = shape
+    parts = [_fresh(self.kernel_initializer)((channels, stacked // 3), dtype=dtype)
+             for _ in range(3)]
+    return tf.concat(parts, axis=1)
+
+  def call(self, inputs, training=None, return_attention_scores=False):
+    """Refines an (N, H, W, C) map; see the class docstring for outputs."""
+    training = _is_training(training)
+    dynamic_shape = tf.shape(inputs)
+    num_tokens_static = None
+    if inputs.shape[1] is not None and inputs.shape[2] is not None:
+      num_tokens_static = inputs.shape[1] * inputs.shape[2]
+    tokens = tf.reshape(inputs, [dynamic_shape[0], -1, self.channels])
+    all_scores = []
+    for block in self._blocks:
+      attended, scores = self._attend(
+          tokens, block, num_tokens_static, training, return_attention_scores)
+      tokens = tokens + attended if self.use_residual else attended
+      all_scores.append(scores)
+    outputs = tf.reshape(tokens, dynamic_shape)
+    outputs.set_shape(inputs.shape)
+    if return_attention_scores:
+      return outputs, all_scores
+    return outputs
+
+  def _attend(self, tokens, block, num_tokens_static, training, want_scores):
+    """One block without its residual: (N, L, C) -> (N, L, C)."""
+    dtype = tokens.dtype
+    qkv = tf.matmul(tokens, tf.cast(block['qkv_kernel'], dtype))
+    qkv = tf.nn.bias_add(qkv, tf.cast(block['qkv_bias'], dtype))
+    batch, num_tokens = tf.shape(tokens)[0], tf.shape(tokens)[1]
+    qkv = tf.reshape(qkv, [batch, num_tokens, 3, self.num_heads, self.head_channels])
+    query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # (N, h, L, d)
+    query *= tf.cast(1.0 / math.sqrt(self.head_channels), dtype)
+
+    seed = None
+    if training and self.attention_dropout > 0:
+      seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+
+    scores = None
+    if want_scores:
+      context, scores = _attention(query, key, value, self.attention_dropout, seed,
+                                   return_probabilities=True)
+    elif self.chunk_threshold is None:
+      context = _attention(query, key, value, self.attention_dropout, seed)
+    elif num_tokens_static is not None:
+      if num_tokens_static > self.chunk_threshold:
+        context = self._chunked_attention(query, key, value, seed, training)
+      else:
+        context = _attention(query, key, value, self.attention_dropout, seed)
+    else:
+      context = tf.cond(
+          num_tokens > self.chunk_threshold,
+          lambda: self._chunked_attention(query, key, value, seed, training),
+          lambda: _attention(query, key, value, self.attention_dropout, seed))
+
+    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                         [batch, num_tokens, self.key_channels])
+    attended = tf.matmul(context, tf.cast(block['output_kernel'], dtype))
+    return tf.nn.bias_add(attended, tf.cast(block['output_bias'], dtype)), scores
+
+  def _chunked_attention(self, query, key, value, seed, training):
+    """Attention over query chunks: (N, h, L, d) x3 -> (N, h, L, d)."""
+    batch, heads, num_tokens = (tf.shape(query)[0], tf.shape(query)[1],
+                                tf.shape(query)[2])
+    num_chunks = (num_tokens + self.chunk_size - 1) // self.chunk_size
+    padded = tf.pad(query, [[0, 0], [0, 0],
+                            [0, num_chunks * self.chunk_size - num_tokens], [0, 0]])
+    chunks = tf.reshape(padded, [batch, heads, num_chunks, self.chunk_size,
+                                 self.head_channels])
+    chunks = tf.transpose(chunks, [2, 0, 1, 3, 4])  # (chunks, N, h, chunk, d)
+    rate = self.attention_dropout
+
+    def attend_chunk(query_chunk, key, value, chunk_index):
+      # The chunk index travels as a float32 (exact for < 2**24 chunks):
+      # tf.recompute_grad watches every argument and warns about integer ones.
+      chunk_seed = None
+      if seed is not None:
+        chunk_seed = seed + tf.stack([0, tf.cast(chunk_index, tf.int32)])
+      return _attention(query_chunk, key, value, rate, chunk_seed)
+
+    if training:
+      # Keep only each chunk's inputs for the backward pass; the chunk's
+      # scores and softmax are recomputed there.
+      attend_chunk = tf.recompute_grad(attend_chunk)
+    outputs = tf.map_fn(
+        lambda args: attend_chunk(args[0], key, value, args[1]),
+        (chunks, tf.cast(tf.range(num_chunks), tf.float32)),
+        fn_output_signature=tf.TensorSpec(
+            [query.shape[0], self.num_heads, self.chunk_size, self.head_channels],
+            query.dtype))
+    outputs = tf.reshape(tf.transpose(outputs, [1, 2, 0, 3, 4]),
+                         [batch, heads, num_chunks * self.chunk_size,
+                          self.head_channels])
+    return outputs[:, :, :num_tokens]
+
+  def load_bottleneck_weights(self,
+                              reduce_kernel,
+                              expand_kernel,
+                              reduce_bias=None,
+                              expand_bias=None,
+                              reduce_batch_norm: Optional[
+                                  batch_norm_folding.BatchNormParams] = None,
+                              expand_batch_norm: Optional[
+                                  batch_norm_folding.BatchNormParams] = None,
+                              block_index: int = 0):
+    """Initialises one block from a ResNet bottleneck's 1x1 convolutions.
+
+    The paper's initialisation: Q, K and V each get the "reduce" convolution
+    (C -> C / bottleneck_ratio), the output projection the "expand"
+    convolution (C / bottleneck_ratio -> C). A frozen batch norm after either
+    convolution can be folded into its kernel and bias.
+
+    Args:
+      reduce_kernel: (1, 1, C, D) or (C, D).
+      expand_kernel: (1, 1, D, C) or (D, C).
+      reduce_bias: (D,) or None.
+      expand_bias: (C,) or None.
+      reduce_batch_norm: BatchNormParams over D channels, or None.
+      expand_batch_norm: BatchNormParams over C channels, or None.
+      block_index: which stacked block to set.
+
+    Raises:
+      ValueError: the layer is not built, block_index is out of range, or a
+        shape does not match (C, D) / (D, C).
+    """
+    if not self.built:
+      raise ValueError('load_bottleneck_weights needs a built layer: call it on '
+                       'an input (or call build) first')
+    if not 0 <= block_index < self.num_layers:
+      raise ValueError(f'block_index must be in [0, {self.num_layers}), '
+                       f'got {block_index}')
+    block = self._blocks[block_index]
+    reduce_kernel = batch_norm_folding.as_dense_kernel(reduce_kernel, 'reduce_kernel')
+    expand_kernel = batch_norm_folding.as_dense_kernel(expand_kernel, 'expand_kernel')
+    expected = {'reduce_kernel': ((self.channels, self.key_channels), reduce_kernel),
+                'expand_kernel': ((self.key_channels, self.channels), expand_kernel)}
+    for name, (shape, kernel) in expected.items():
+      if kernel.shape != shape:
+        raise ValueError(
+            f'{name} must have shape {shape} (C={self.channels}, '
+            f'C/bottleneck_ratio={self.key_channels}), got {kernel.shape}')
+    for name, bias, size in (('reduce_bias', reduce_bias, self.key_channels),
+                             ('expand_bias', expand_bias, self.channels)):
+      if bias is not None and np.shape(bias) != (size,):
+        raise ValueError(f'{name} must have shape ({size},), got {np.shape(bias)}')
+
+    if reduce_batch_norm is not None:
+      reduce_kernel, reduce_bias = batch_norm_folding.fold_batch_norm(
+          reduce_kernel, reduce_bias, reduce_batch_norm)
+    if expand_batch_norm is not None:
+      expand_kernel, expand_bias = batch_norm_folding.fold_batch_norm(
+          expand_kernel, expand_bias, expand_batch_norm)
+    if reduce_bias is None:
+      reduce_bias = np.zeros(self.key_channels)
+    if expand_bias is None:
+      expand_bias = np.zeros(self.channels)
+    block['qkv_kernel'].assign(np.tile(reduce_kernel, (1, 3)))
+    block['qkv_bias'].assign(np.tile(np.asarray(reduce_bias, np.float64), 3))
+    block['output_kernel'].assign(expand_kernel)
+    block['output_bias'].assign(np.asarray(expand_bias, np.float64))
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'num_heads': self.num_heads,
+        'num_layers': self.num_layers,
+        'bottleneck_ratio': self.bottleneck_ratio,
+        'use_residual': self.use_residual,
+        'attention_dropout': self.attention_dropout,
+        'chunk_size': self.chunk_size,
+        'chunk_threshold': self.chunk_threshold,
+        'kernel_initializer': tf.keras.initializers.serialize(
+            self.kernel_initializer),
+        'output_kernel_initializer': tf.keras.initializers.serialize(
+            self.output_kernel_initializer),
+        'bias_initializer': tf.keras.initializers.serialize(self.bias_initializer),
+    })
+    return config
+
+
+def _attention(query, key, value, dropout_rate, seed, return_probabilities=False):
+  """Scaled dot-product attention; queries are pre-scaled by 1/sqrt(d).
+
+  Args:
+    query: (N, h, Lq, d).
+    key, value: (N, h, L, d).
+    dropout_rate: dropout on the probabilities when seed is not None.
+    seed: int32 (2,) stateless seed, or None for no dropout.
+    return_probabilities: also return the (N, h, Lq, L) weights (float32, or
+      float64 for float64 inputs).
+
+  Returns:
+    (N, h, Lq, d) in the inputs' dtype [, probabilities].
+  """
+  scores = tf.matmul(query, key, transpose_b=True)
+  if scores.dtype in (tf.float16, tf.bfloat16):
+    scores = tf.cast(scores, tf.float32)
+  probabilities = tf.nn.softmax(scores, axis=-1)
+  weights = probabilities
+  if seed is not None and dropout_rate > 0:
+    weights = tf.nn.experimental.stateless_dropout(weights, dropout_rate, seed)
+  context = tf.matmul(tf.cast(weights, value.dtype), value)
+  if return_probabilities:
+    return context, probabilities
+  return context

@@ -1,0 +1,68 @@
+"""An independent NumPy float64 implementation of the paper's attention block.
+
+Written from the paper's equations, not from the layer: separate Q, K and V
+matrices, explicit per-head loops and a max-subtracted softmax.
+"""
+import numpy as np
+
+
+def softmax(x, axis=-1):
+  shifted = x - x.max(axis=axis, keepdims=True)
+  exponentials = np.exp(shifted)
+  return exponentials / exponentials.sum(axis=axis, keepdims=True)
+
+
+def attention_block(x, wq, bq, wk, bk, wv, bv, wo, bo, num_heads):
+  """One block on tokens x (N, L, C); returns (output (N, L, C), weights (N, h, L, L))."""
+  x = np.asarray(x, np.float64)
+  q, k, v = x @ wq + bq, x @ wk + bk, x @ wv + bv
+  batch, length, key_channels = q.shape
+  head = key_channels // num_heads
+  context = np.zeros_like(q)
+  weights = np.zeros((batch, num_heads, length, length))
+  for n in range(batch):
+    for h in range(num_heads):
+      part = slice(h * head, (h + 1) * head)
+      logits = q[n, :, part] @ k[n, :, part].T / np.sqrt(head)
+      weights[n, h] = softmax(logits)
+      context[n, :, part] = weights[n, h] @ v[n, :, part]
+  return context @ wo + bo, weights
+
+
+def global_context(feature_map, blocks, num_heads, use_residual=True):
+  """Applies stacked blocks to an (N, H, W, C) map.
+
+  Args:
+    feature_map: (N, H, W, C).
+    blocks: list of dicts with wq, bq, wk, bk, wv, bv, wo, bo (float64).
+  Returns:
+    ((N, H, W, C) output, list of (N, h, HW, HW) weights per block).
+  """
+  n, height, width, channels = feature_map.shape
+  tokens = np.asarray(feature_map, np.float64).reshape(n, height * width, channels)
+  all_weights = []
+  for block in blocks:
+    out, weights = attention_block(tokens, num_heads=num_heads, **block)
+    tokens = tokens + out if use_residual else out
+    all_weights.append(weights)
+  return tokens.reshape(n, height, width, channels), all_weights
+
+
+def blocks_of(layer):
+  """Reads a built GlobalContextAttention's weights as reference blocks.
+
+  The layer stores Q, K, V side by side in one (C, 3D) kernel: split it.
+  """
+  weights = {w.name.split('/')[-2] + '/' + w.name.split('/')[-1].split(':')[0]: w
+             for w in layer.weights}
+  blocks = []
+  for index in range(layer.num_layers):
+    qkv = weights[f'block_{index}/qkv_kernel'].numpy().astype(np.float64)
+    qkv_bias = weights[f'block_{index}/qkv_bias'].numpy().astype(np.float64)
+    wq, wk, wv = np.split(qkv, 3, axis=1)
+    bq, bk, bv = np.split(qkv_bias, 3)
+    blocks.append(dict(
+        wq=wq, bq=bq, wk=wk, bk=bk, wv=wv, bv=bv,
+        wo=weights[f'block_{index}/output_kernel'].numpy().astype(np.float64),
+        bo=weights[f'block_{index}/output_bias'].numpy().astype(np.float64)))
+  return blocks
