@@ -51,18 +51,22 @@ def global_context(feature_map, blocks, num_heads, use_residual=True):
 def blocks_of(layer):
   """Reads a built GlobalContextAttention's weights as reference blocks.
 
-  The layer stores Q, K, V side by side in one (C, 3D) kernel: split it.
+  The layer stores Q, K, V in one (C, 3, heads, d) kernel: split it.
   """
   weights = {w.name.split('/')[-2] + '/' + w.name.split('/')[-1].split(':')[0]: w
              for w in layer.weights}
   blocks = []
   for index in range(layer.num_layers):
+    # (C, 3, heads, d) and (3, heads, d): Q, K, V along axis 1 / 0, heads
+    # concatenated in order within each.
     qkv = weights[f'block_{index}/qkv_kernel'].numpy().astype(np.float64)
     qkv_bias = weights[f'block_{index}/qkv_bias'].numpy().astype(np.float64)
-    wq, wk, wv = np.split(qkv, 3, axis=1)
-    bq, bk, bv = np.split(qkv_bias, 3)
+    channels = qkv.shape[0]
+    wq, wk, wv = (qkv[:, i].reshape(channels, -1) for i in range(3))
+    bq, bk, bv = (qkv_bias[i].reshape(-1) for i in range(3))
+    output = weights[f'block_{index}/output_kernel'].numpy().astype(np.float64)
     blocks.append(dict(
         wq=wq, bq=bq, wk=wk, bk=bk, wv=wv, bv=bv,
-        wo=weights[f'block_{index}/output_kernel'].numpy().astype(np.float64),
+        wo=output.reshape(-1, output.shape[-1]),
         bo=weights[f'block_{index}/output_bias'].numpy().astype(np.float64)))
   return blocks

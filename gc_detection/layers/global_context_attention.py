@@ -115,6 +115,37 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     if channels is None:
       raise ValueError('GlobalContextAttention needs the channel dimension C '
                        f'to be known, got shape {input_shape}')
+    self.check_channels(channels)
+    key_channels = channels // self.bottleneck_ratio
+    self.channels = channels
+    self.key_channels = key_channels
+    self.head_channels = key_channels // self.num_heads
+    self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: channels})
+    self._blocks = []
+    heads, head_channels = self.num_heads, self.head_channels
+    for index in range(self.num_layers):
+      # Q, K and V share one kernel so the projection is one matmul. Heads
+      # have their own axis, so a checkpoint shows how many there are.
+      self._blocks.append({
+          'qkv_kernel': self.add_weight(
+              f'block_{index}/qkv_kernel',
+              shape=(channels, 3, heads, head_channels),
+              initializer=self._stacked_qkv_initializer),
+          'qkv_bias': self.add_weight(
+              f'block_{index}/qkv_bias', shape=(3, heads, head_channels),
+              initializer=_fresh(self.bias_initializer)),
+          'output_kernel': self.add_weight(
+              f'block_{index}/output_kernel',
+              shape=(heads, head_channels, channels),
+              initializer=_fresh(self.output_kernel_initializer)),
+          'output_bias': self.add_weight(
+              f'block_{index}/output_bias', shape=(channels,),
+              initializer=_fresh(self.bias_initializer)),
+      })
+    super().build(input_shape)
+
+  def check_channels(self, channels):
+    """Raises ValueError unless C=channels suits bottleneck_ratio and num_heads."""
     if channels % self.bottleneck_ratio:
       raise ValueError(
           f'channels C={channels} must be divisible by bottleneck_ratio='
@@ -124,40 +155,18 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       raise ValueError(
           f'C / bottleneck_ratio = {channels} / {self.bottleneck_ratio} = '
           f'{key_channels} must be divisible by num_heads={self.num_heads}')
-    self.channels = channels
-    self.key_channels = key_channels
-    self.head_channels = key_channels // self.num_heads
-    self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: channels})
-    self._blocks = []
-    for index in range(self.num_layers):
-      # Q, K and V share one (C, 3D) kernel so the projection is one matmul.
-      self._blocks.append({
-          'qkv_kernel': self.add_weight(
-              f'block_{index}/qkv_kernel', shape=(channels, 3 * key_channels),
-              initializer=self._stacked_qkv_initializer),
-          'qkv_bias': self.add_weight(
-              f'block_{index}/qkv_bias', shape=(3 * key_channels,),
-              initializer=_fresh(self.bias_initializer)),
-          'output_kernel': self.add_weight(
-              f'block_{index}/output_kernel', shape=(key_channels, channels),
-              initializer=_fresh(self.output_kernel_initializer)),
-          'output_bias': self.add_weight(
-              f'block_{index}/output_bias', shape=(channels,),
-              initializer=_fresh(self.bias_initializer)),
-      })
-    super().build(input_shape)
 
   def _stacked_qkv_initializer(self, shape, dtype=None):
     """Initialises Q, K and V as three independent (C, D) kernels.
 
-    Each part gets the fan-out of one projection (D, not 3D), and its own
+    Each part gets the fan-in/fan-out of one projection (C -> D), and its own
     initializer instance: an unseeded Keras initializer returns the same
     values every time the same instance is called.
     """
-    channels, stacked = shape
-    parts = [_fresh(self.kernel_initializer)((channels, stacked // 3), dtype=dtype)
-             for _ in range(3)]
-    return tf.concat(parts, axis=1)
+    channels, _, heads, head_channels = shape
+    parts = [_fresh(self.kernel_initializer)((channels, heads * head_channels),
+                                             dtype=dtype) for _ in range(3)]
+    return tf.reshape(tf.stack(parts, axis=1), shape)
 
   def call(self, inputs, training=None, return_attention_scores=False):
     """Refines an (N, H, W, C) map; see the class docstring for outputs."""
@@ -182,8 +191,9 @@ class GlobalContextAttention(tf.keras.layers.Layer):
   def _attend(self, tokens, block, num_tokens_static, training, want_scores):
     """One block without its residual: (N, L, C) -> (N, L, C)."""
     dtype = tokens.dtype
-    qkv = tf.matmul(tokens, tf.cast(block['qkv_kernel'], dtype))
-    qkv = tf.nn.bias_add(qkv, tf.cast(block['qkv_bias'], dtype))
+    qkv = tf.matmul(tokens, tf.reshape(tf.cast(block['qkv_kernel'], dtype),
+                                       [self.channels, 3 * self.key_channels]))
+    qkv = tf.nn.bias_add(qkv, tf.reshape(tf.cast(block['qkv_bias'], dtype), [-1]))
     batch, num_tokens = tf.shape(tokens)[0], tf.shape(tokens)[1]
     qkv = tf.reshape(qkv, [batch, num_tokens, 3, self.num_heads, self.head_channels])
     query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # (N, h, L, d)
@@ -212,7 +222,8 @@ class GlobalContextAttention(tf.keras.layers.Layer):
 
     context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
                          [batch, num_tokens, self.key_channels])
-    attended = tf.matmul(context, tf.cast(block['output_kernel'], dtype))
+    attended = tf.matmul(context, tf.reshape(tf.cast(block['output_kernel'], dtype),
+                                             [self.key_channels, self.channels]))
     return tf.nn.bias_add(attended, tf.cast(block['output_bias'], dtype)), scores
 
   def _chunked_attention(self, query, key, value, seed, training):
@@ -311,9 +322,11 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       reduce_bias = np.zeros(self.key_channels)
     if expand_bias is None:
       expand_bias = np.zeros(self.channels)
-    block['qkv_kernel'].assign(np.tile(reduce_kernel, (1, 3)))
-    block['qkv_bias'].assign(np.tile(np.asarray(reduce_bias, np.float64), 3))
-    block['output_kernel'].assign(expand_kernel)
+    block['qkv_kernel'].assign(np.tile(reduce_kernel, (1, 3)).reshape(
+        block['qkv_kernel'].shape))
+    block['qkv_bias'].assign(np.tile(np.asarray(reduce_bias, np.float64), 3).reshape(
+        block['qkv_bias'].shape))
+    block['output_kernel'].assign(expand_kernel.reshape(block['output_kernel'].shape))
     block['output_bias'].assign(np.asarray(expand_bias, np.float64))
 
   def compute_output_shape(self, input_shape):
