@@ -380,7 +380,7 @@ def test_the_layer_module_does_not_import_the_od_api():
 def test_weights_have_a_heads_axis():
   layer = GlobalContextAttention(num_heads=8, num_layers=2)
   layer.build((1, 2, 2, 1024))
-  shapes = {w.name.split('/', 1)[1]: tuple(w.shape) for w in layer.weights}
+  shapes = {'/'.join(w.name.split('/')[-2:]): tuple(w.shape) for w in layer.weights}
   assert shapes == {
       f'block_{i}/{name}:0': shape for i in range(2) for name, shape in (
           ('qkv_kernel', (1024, 3, 8, 32)), ('qkv_bias', (3, 8, 32)),
