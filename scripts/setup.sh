@@ -53,6 +53,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > "$STAMP"
 fi
 
+# The start-up hook that registers gc_detection with the OD API in every
+# process of the venv (cheap; rewritten on every run so it never goes stale).
+"$VENV_PYTHON" -m gc_detection.tools.install_startup_hook >/dev/null
+
 # Recompile the protos when a .proto is newer than its module (or it is missing).
 stale=0
 for proto in protos/*.proto; do
@@ -69,7 +73,9 @@ import object_detection.builders.model_builder  # the OD API and its TF stack
 import gc_detection
 from gc_detection.protos import global_context_pb2  # the compiled extension
 import tensorflow as tf
-gc_detection.register()
+# Registered automatically by the start-up hook when model_builder was imported.
+assert 'faster_rcnn_resnet50_gc' in (
+    object_detection.builders.model_builder.FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP)
 print(f'[setup] ready: tensorflow {tf.__version__}, gc_detection '
       f'{gc_detection.__version__}, OD API at '
       f'{object_detection.builders.model_builder.__file__.rsplit("/builders", 1)[0]}')

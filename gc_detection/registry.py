@@ -1,0 +1,346 @@
+"""The one place where gc_detection touches the OD API's globals.
+
+What it does, once per process (`register()`; repeated calls do nothing):
+
+1. Registers the GC feature extractors under their `type` names in
+   `model_builder.FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP`.
+2. Carries the `[gc_detection.protos.global_context]` block of a parsed
+   pipeline to the extractor of *that* pipeline's model:
+
+   - When a pipeline is parsed, `bind(pipeline)` converts the block (or, if
+     absent, the defaults) into a GlobalContextSettings and binds it to the
+     pipeline's meta-architecture message object (e.g. `pipeline.model.
+     faster_rcnn`). Parsing is seen on both of the OD API's paths:
+     `config_util.create_configs_from_pipeline_proto` (trainer, evaluator,
+     anything using `get_configs_from_pipeline_file`) and
+     `exporter_lib_v2.export_inference_graph` (the exporter parses the file
+     itself and hands the pipeline over).
+   - `model_builder.build` dispatches through `META_ARCH_BUILDER_MAP`; the
+     wrapped entry looks up the settings bound to the message it is given and
+     makes them current (a ContextVar) for the duration of that build only.
+     The extractor factory in the class map reads them.
+
+   Two pipelines parsed in one process are two message objects, so each model
+   gets its own settings; nothing outlives the build that used it.
+3. Lets the stock fine-tune restore of a "detection" checkpoint (written by
+   the stock extractor) fill every stock variable of a GC model.
+4. Keeps the block when the trainer rewrites the pipeline: the trainer saves
+   `create_pipeline_proto_from_configs(configs)` to model_dir, which knows
+   only the stock fields; the wrapper puts the bound block back.
+5. Applies the compatibility shims (gc_detection.compat).
+
+A model built from a message that was never bound (a pipeline assembled by
+hand) gets the defaults, with a warning that says how to bind it.
+"""
+import contextvars
+import difflib
+import functools
+import logging
+import sys
+
+from gc_detection.models import global_context_settings as settings_lib
+
+BLOCK_NAME = '[gc_detection.protos.global_context]'
+
+_FASTER_RCNN_EXTRACTORS = {
+    'faster_rcnn_resnet50_gc': 'FasterRCNNResnet50GCKerasFeatureExtractor',
+    'faster_rcnn_resnet101_gc': 'FasterRCNNResnet101GCKerasFeatureExtractor',
+    'faster_rcnn_resnet152_gc': 'FasterRCNNResnet152GCKerasFeatureExtractor',
+}
+# meta architecture -> (name of its class map in model_builder, GC types).
+_META_ARCHITECTURES = {
+    'faster_rcnn': ('FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP',
+                    _FASTER_RCNN_EXTRACTORS),
+}
+
+_WRAPPED = '_gc_detection_wrapped'
+_current_settings = contextvars.ContextVar('gc_detection_settings', default=None)
+# id(meta-architecture message) -> (message, settings, block or None). The
+# message is held so that its id cannot be reused while the entry exists.
+_bindings = {}
+
+
+def gc_types():
+  """Every registered GC feature-extractor type name, sorted."""
+  return sorted(name for _, types in _META_ARCHITECTURES.values() for name in types)
+
+
+def settings_from_block(block):
+  """Converts a GlobalContext message into GlobalContextSettings.
+
+  Raises:
+    ValueError: a value is out of range; the message names the field.
+  """
+  from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
+
+  for field in ('num_heads', 'num_layers', 'bottleneck_ratio', 'chunk_size'):
+    value = getattr(block, field)
+    if value <= 0:
+      raise ValueError(f'{BLOCK_NAME} {field}: must be a positive integer, '
+                       f'got {value}')
+  if block.chunk_threshold < 0:
+    raise ValueError(f'{BLOCK_NAME} chunk_threshold: must be >= 0 (0 = never '
+                     f'chunk), got {block.chunk_threshold}')
+  if not 0.0 <= block.attention_dropout < 1.0:
+    raise ValueError(f'{BLOCK_NAME} attention_dropout: must be in [0, 1), got '
+                     f'{block.attention_dropout}')
+  initialization = global_context_pb2.GlobalContext.Initialization.Name(
+      block.initialization).lower()
+  return settings_lib.GlobalContextSettings(
+      num_heads=block.num_heads,
+      num_layers=block.num_layers,
+      bottleneck_ratio=block.bottleneck_ratio,
+      use_residual=block.use_residual,
+      attention_dropout=block.attention_dropout,
+      chunk_threshold=block.chunk_threshold or None,
+      chunk_size=block.chunk_size,
+      initialization=initialization,
+      source_block=block.source_block,
+      fold_batch_norm=block.fold_batch_norm)
+
+
+def bind(pipeline):
+  """Binds a parsed TrainEvalPipelineConfig's GC settings to its model.
+
+  Call this for a pipeline you parse yourself before passing `pipeline.model`
+  to `model_builder.build`; the OD API's own trainer, evaluator and exporter
+  are bound automatically.
+
+  Raises:
+    ValueError: the block holds an invalid value, or the pipeline has a GC
+      block but its feature extractor is not a GC type.
+  """
+  from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
+
+  extension = global_context_pb2.global_context
+  block = pipeline.Extensions[extension] if pipeline.HasExtension(extension) else None
+  meta_architecture = pipeline.model.WhichOneof('model')
+  message = getattr(pipeline.model, meta_architecture) if meta_architecture else None
+  extractor_type = (message.feature_extractor.type
+                    if meta_architecture in _META_ARCHITECTURES else None)
+  is_gc = extractor_type in gc_types()
+  if block is not None and not is_gc:
+    raise ValueError(
+        f'pipeline.config has a {BLOCK_NAME} block, but its feature extractor '
+        f'type {extractor_type or meta_architecture!r} is not a global-context '
+        f'type; use one of {", ".join(gc_types())} or remove the block')
+  if not is_gc:
+    return None
+  settings = (settings_lib.GlobalContextSettings() if block is None
+              else settings_from_block(block))
+  _bindings[id(message)] = (message, settings, block)
+  return settings
+
+
+def _bound(message):
+  entry = _bindings.get(id(message))
+  if entry is not None and entry[0] is message:
+    return entry
+  return None
+
+
+def _check_extractor_type(meta_architecture, message):
+  """Raises a ValueError listing the GC types for an unknown extractor type."""
+  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+
+  map_name, _ = _META_ARCHITECTURES[meta_architecture]
+  known = getattr(model_builder, map_name)
+  extractor_type = message.feature_extractor.type
+  if extractor_type not in known:
+    close = difflib.get_close_matches(extractor_type, list(known), n=3)
+    hint = f' Did you mean {" or ".join(close)}?' if close else ''
+    raise ValueError(
+        f'Unknown {meta_architecture} feature_extractor type {extractor_type!r}.'
+        f'{hint} Global-context types: {", ".join(gc_types())}.')
+
+
+def _wrap_meta_arch_builder(meta_architecture, build_meta_arch):
+  """Wraps a META_ARCH_BUILDER_MAP entry so its build sees its own settings."""
+
+  @functools.wraps(build_meta_arch)
+  def build_with_settings(message, *args, **kwargs):
+    _check_extractor_type(meta_architecture, message)
+    entry = _bound(message)
+    token = _current_settings.set(entry[1] if entry else None)
+    try:
+      return build_meta_arch(message, *args, **kwargs)
+    except settings_lib.InvalidGlobalContextSettings as error:
+      raise ValueError(f'pipeline.config {BLOCK_NAME} {error}') from error
+    finally:
+      _current_settings.reset(token)
+
+  setattr(build_with_settings, _WRAPPED, True)
+  return build_with_settings
+
+
+class _ExtractorFactory:
+  """Stands in the class map for a GC extractor class; adds gc_settings."""
+
+  def __init__(self, type_name, extractor_class):
+    self.type_name = type_name
+    self.extractor_class = extractor_class
+
+  def __call__(self, *args, **kwargs):
+    settings = _current_settings.get()
+    if settings is None:
+      logging.warning(
+          'gc_detection: building %s from a model config whose pipeline was '
+          'not bound; using the default global-context settings. If the '
+          'pipeline has a %s block, call gc_detection.registry.bind(pipeline) '
+          'before model_builder.build(pipeline.model).', self.type_name,
+          BLOCK_NAME)
+      settings = settings_lib.GlobalContextSettings()
+    return self.extractor_class(*args, gc_settings=settings, **kwargs)
+
+
+def _wrap_create_configs(create_configs):
+  @functools.wraps(create_configs)
+  def create_configs_and_bind(pipeline_config):
+    configs = create_configs(pipeline_config)
+    bind(pipeline_config)
+    return configs
+  setattr(create_configs_and_bind, _WRAPPED, True)
+  return create_configs_and_bind
+
+
+def _wrap_create_pipeline_proto(create_pipeline_proto):
+  @functools.wraps(create_pipeline_proto)
+  def create_pipeline_proto_with_block(configs):
+    from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
+    pipeline = create_pipeline_proto(configs)
+    model = configs['model']
+    meta_architecture = model.WhichOneof('model')
+    entry = _bound(getattr(model, meta_architecture)) if meta_architecture else None
+    if entry is not None and entry[2] is not None:
+      pipeline.Extensions[global_context_pb2.global_context].CopyFrom(entry[2])
+    return pipeline
+  setattr(create_pipeline_proto_with_block, _WRAPPED, True)
+  return create_pipeline_proto_with_block
+
+
+def _wrap_export(export_inference_graph):
+  @functools.wraps(export_inference_graph)
+  def bind_and_export(input_type, pipeline_config, *args, **kwargs):
+    bind(pipeline_config)
+    return export_inference_graph(input_type, pipeline_config, *args, **kwargs)
+  setattr(bind_and_export, _WRAPPED, True)
+  return bind_and_export
+
+
+def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
+  """Lets a stock detection checkpoint restore into a GC model.
+
+  The stock restore asserts that every object under the restored feature
+  extractors was in the checkpoint, which the new GC variables never are.
+  For a GC model and checkpoint type "detection", the restore goes through
+  the extractor's stock-shaped view of the proposal model (the same layers
+  without the GC layer), so the assertion still covers every stock variable.
+  """
+  @functools.wraps(load_fine_tune_checkpoint)
+  def load_into_gc_model(model, checkpoint_path, checkpoint_type,
+                         checkpoint_version, run_model_on_dummy_input,
+                         input_dataset, unpad_groundtruth_tensors):
+    from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
+    args = (checkpoint_path, checkpoint_type, checkpoint_version)
+    extractor = getattr(model, '_feature_extractor', None)
+    if checkpoint_type != 'detection' or not hasattr(extractor, 'stock_proposal_model'):
+      return load_fine_tune_checkpoint(model, *args, run_model_on_dummy_input,
+                                       input_dataset, unpad_groundtruth_tensors)
+    if run_model_on_dummy_input:
+      model_lib_v2._ensure_model_is_built(  # pylint: disable=protected-access
+          model, input_dataset, unpad_groundtruth_tensors)
+    if extractor.stock_proposal_model is None:
+      raise ValueError('the GC model must be built (run once) before a '
+                       'detection checkpoint is restored into it')
+    attribute = '_feature_extractor_for_proposal_features'
+    refined_model = getattr(model, attribute)
+    # object.__setattr__: swap what restore_from_objects reads without
+    # changing what Keras tracks (and so what the trainer checkpoints).
+    object.__setattr__(model, attribute, extractor.stock_proposal_model)
+    try:
+      return load_fine_tune_checkpoint(model, *args, False, input_dataset,
+                                       unpad_groundtruth_tensors)
+    finally:
+      object.__setattr__(model, attribute, refined_model)
+  setattr(load_into_gc_model, _WRAPPED, True)
+  return load_into_gc_model
+
+
+def _replace(namespace, name, wrap, is_dict=False):
+  """Wraps namespace[name] (or namespace.name) once."""
+  current = namespace[name] if is_dict else getattr(namespace, name)
+  if getattr(current, _WRAPPED, False):
+    return
+  wrapped = wrap(current)
+  if is_dict:
+    namespace[name] = wrapped
+  else:
+    setattr(namespace, name, wrapped)
+
+
+def _patch_model_builder(model_builder):
+  from gc_detection.models import faster_rcnn_resnet_gc_feature_extractor as frcnn  # pylint: disable=g-import-not-at-top
+  modules = {'faster_rcnn': frcnn}
+  for meta_architecture, (map_name, types) in _META_ARCHITECTURES.items():
+    class_map = getattr(model_builder, map_name)
+    for type_name, class_name in types.items():
+      if not isinstance(class_map.get(type_name), _ExtractorFactory):
+        class_map[type_name] = _ExtractorFactory(
+            type_name, getattr(modules[meta_architecture], class_name))
+    _replace(model_builder.META_ARCH_BUILDER_MAP, meta_architecture,
+             functools.partial(_wrap_meta_arch_builder, meta_architecture),
+             is_dict=True)
+
+
+def _patch_config_util(config_util):
+  _replace(config_util, 'create_configs_from_pipeline_proto', _wrap_create_configs)
+  _replace(config_util, 'create_pipeline_proto_from_configs',
+           _wrap_create_pipeline_proto)
+
+
+def _patch_model_lib(model_lib):
+  # model_lib captured config_util's functions in a dict at import time.
+  _replace(model_lib.MODEL_BUILD_UTIL_MAP, 'create_pipeline_proto_from_configs',
+           _wrap_create_pipeline_proto, is_dict=True)
+
+
+def _patch_exporter_lib_v2(exporter_lib_v2):
+  _replace(exporter_lib_v2, 'export_inference_graph', _wrap_export)
+
+
+def _patch_model_lib_v2(model_lib_v2):
+  _replace(model_lib_v2, 'load_fine_tune_checkpoint', _wrap_load_fine_tune_checkpoint)
+
+
+# OD API module -> how it is patched. Each is patched when it is imported (the
+# start-up hook in gc_detection._autoregister) or by register() if it already is.
+PATCHES = {
+    'object_detection.utils.config_util': _patch_config_util,
+    'object_detection.builders.model_builder': _patch_model_builder,
+    'object_detection.model_lib': _patch_model_lib,
+    'object_detection.exporter_lib_v2': _patch_exporter_lib_v2,
+    'object_detection.model_lib_v2': _patch_model_lib_v2,
+}
+
+
+def on_module_imported(module_name):
+  """Patches one OD API module right after it was imported (start-up hook)."""
+  from gc_detection import compat  # pylint: disable=g-import-not-at-top
+  compat.apply()
+  import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  PATCHES[module_name](sys.modules[module_name])
+
+
+def register(import_modules=True):
+  """Applies every patch; with import_modules, imports the OD API modules first.
+
+  Idempotent: a second call changes nothing.
+  """
+  from gc_detection import compat  # pylint: disable=g-import-not-at-top
+  compat.apply()
+  import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  for module_name, patch in PATCHES.items():
+    if import_modules:
+      __import__(module_name)
+    if module_name in sys.modules:
+      patch(sys.modules[module_name])
