@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a built-in default: sets up (if needed), builds the stock
-# Faster R-CNN ResNet-50 from pipeline_configs/, reads a generated TFRecord
+# The main job on a built-in default: sets up (if needed), builds Faster R-CNN
+# ResNet-50 + global context from pipeline_configs/, reads a generated TFRecord
 # through the OD API's input pipeline and runs one training step, printing the
 # losses. Extra arguments go to gc_detection.tools.train_one_step
 # (e.g. --num_steps=3 or --pipeline_config_path=...).

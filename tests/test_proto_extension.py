@@ -44,7 +44,8 @@ def test_a_pipeline_config_with_the_block_parses_and_reads_back():
 
 def test_the_stock_config_reader_accepts_the_block(tmp_path):
   path = tmp_path / 'pipeline.config'
-  path.write_text(open(BASELINE_CONFIG).read() + GC_BLOCK)
+  path.write_text(open(BASELINE_CONFIG).read().replace(
+      'faster_rcnn_resnet50_keras', 'faster_rcnn_resnet50_gc') + GC_BLOCK)
   configs = config_util.get_configs_from_pipeline_file(str(path))
   assert configs['model'].faster_rcnn.num_classes == 90
 

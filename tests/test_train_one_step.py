@@ -5,10 +5,12 @@ import re
 from conftest import run_python
 
 
-def test_one_training_step_of_the_stock_faster_rcnn_prints_a_finite_loss():
+def test_one_training_step_of_faster_rcnn_gc_prints_a_finite_loss():
   result = run_python(['-m', 'gc_detection.tools.train_one_step', '--num_steps=1'])
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'faster_rcnn_resnet50_keras' in result.stdout
+  assert 'faster_rcnn_resnet50_gc' in result.stdout
+  assert 'global context: GlobalContextSettings(num_heads=4, num_layers=1' in (
+      result.stdout)
   step_line, = [l for l in result.stdout.splitlines() if l.startswith('step 1:')]
   losses = {name: float(value)
             for name, value in re.findall(r'([\w/]+)=([^,\s]+)', step_line)}

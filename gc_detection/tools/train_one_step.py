@@ -8,7 +8,7 @@ every loss term per step and exits non-zero if a loss is not finite.
 
 Usage:
   python -m gc_detection.tools.train_one_step \
-      [--pipeline_config_path=pipeline_configs/faster_rcnn_resnet50_v1_600x1024_coco.config] \
+      [--pipeline_config_path=pipeline_configs/faster_rcnn_resnet50_v1_gc_600x1024_coco.config] \
       [--num_steps=1] [--work_dir=/tmp/gc_smoke]
 """
 import math
@@ -24,7 +24,7 @@ from absl import flags
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(
-    _REPO_ROOT, 'pipeline_configs', 'faster_rcnn_resnet50_v1_600x1024_coco.config')
+    _REPO_ROOT, 'pipeline_configs', 'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
 
 _PIPELINE_CONFIG_PATH = flags.DEFINE_string(
     'pipeline_config_path', DEFAULT_CONFIG, 'pipeline.config of the model.')
@@ -88,6 +88,9 @@ def train_steps(configs, num_steps, seed):
   dataset = inputs.train_input(
       train_config, configs['train_input_config'], configs['model'], model=model)
   optimizer, _ = optimizer_builder.build(train_config.optimizer)
+  extractor = getattr(model, '_feature_extractor', None)
+  if hasattr(extractor, 'gc_settings'):
+    print(f'global context: {extractor.gc_settings}', flush=True)
   history = []
   for step, (features, labels) in enumerate(dataset.take(num_steps), start=1):
     started = time.perf_counter()

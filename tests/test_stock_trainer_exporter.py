@@ -1,0 +1,176 @@
+"""The user's path with the OD API's own tools, in subprocesses.
+
+`python -m object_detection.model_main_tf2` trains a GC config (8 heads, 2
+layers: not the defaults) on a generated TFRecord; `python -m
+object_detection.exporter_main_v2` exports it; a fresh process that does not
+import gc_detection serves the SavedModel, and its detections are compared with
+the model rebuilt in this process from the same checkpoint.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+from object_detection.builders import model_builder
+from object_detection.utils import config_util
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT
+from gc_detection.data import shapes
+from gc_detection.data import tf_example
+
+GC_R50 = os.path.join(REPO_ROOT, 'pipeline_configs',
+                      'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
+IMAGE_SIZE = 64
+
+
+def _run(args, env=None, timeout=1500):
+  result = subprocess.run([sys.executable] + args, capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+  assert result.returncode == 0, (
+      f'{" ".join(args)} failed:\n{result.stderr[-4000:]}')
+  return result
+
+
+def _write_tiny_gc_config(work_dir):
+  """The shipped R-50 GC config, pointed at generated data and made tiny."""
+  record = os.path.join(work_dir, 'train.tfrecord')
+  label_map = os.path.join(work_dir, 'label_map.pbtxt')
+  tf_example.write_tfrecord(record, shapes.generate(seed=3, count=8, height=64,
+                                                    width=64, max_boxes=2))
+  tf_example.write_text_atomically(
+      label_map, tf_example.label_map_text(shapes.SHAPE_COLOURS))
+  text = open(GC_R50).read()
+  text = text.replace('num_heads: 4', 'num_heads: 8').replace(
+      'num_layers: 1', 'num_layers: 2').replace(
+          'initialization: BOTTLENECK', 'initialization: GLOROT')
+  text = text.replace('PATH_TO_BE_CONFIGURED/train2017-?????-of-00100.tfrecord',
+                      record)
+  text = text.replace('PATH_TO_BE_CONFIGURED/label_map.pbtxt', label_map)
+  path = os.path.join(work_dir, 'pipeline.config')
+  with open(path, 'w') as out:
+    out.write(text)
+  configs = config_util.get_configs_from_pipeline_file(path)
+  configs = config_util.merge_external_params_with_configs(configs, kwargs_dict={
+      'batch_size': 2, 'num_classes': len(shapes.SHAPE_COLOURS)})
+  resizer = configs['model'].faster_rcnn.image_resizer.keep_aspect_ratio_resizer
+  resizer.min_dimension = resizer.max_dimension = IMAGE_SIZE
+  configs['model'].faster_rcnn.first_stage_max_proposals = 32
+  configs['model'].faster_rcnn.second_stage_batch_size = 32
+  post = configs['model'].faster_rcnn.second_stage_post_processing
+  post.batch_non_max_suppression.max_total_detections = 20
+  post.batch_non_max_suppression.max_detections_per_class = 20
+  train_config = configs['train_config']
+  train_config.ClearField('fine_tune_checkpoint')
+  train_config.ClearField('data_augmentation_options')
+  adam = train_config.optimizer.adam_optimizer.learning_rate.cosine_decay_learning_rate
+  adam.total_steps, adam.warmup_steps = 200, 10
+  configs['eval_input_configs'][0].tf_record_input_reader.input_path[:] = [record]
+  config_util.save_pipeline_config(
+      config_util.create_pipeline_proto_from_configs(configs), work_dir)
+  return path
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """(work_dir, model_dir) after the stock trainer's first 100 steps."""
+  work_dir = str(tmp_path_factory.mktemp('stock_trainer'))
+  config = _write_tiny_gc_config(work_dir)
+  model_dir = os.path.join(work_dir, 'model')
+  _run(['-m', 'object_detection.model_main_tf2', f'--pipeline_config_path={config}',
+        f'--model_dir={model_dir}', '--num_train_steps=1',
+        '--checkpoint_every_n=1'])
+  return work_dir, model_dir
+
+
+def test_the_stock_trainer_writes_the_configured_gc_variables(trained):
+  _, model_dir = trained
+  checkpoint = tf.train.latest_checkpoint(model_dir)
+  assert checkpoint is not None
+  reader = tf.train.load_checkpoint(checkpoint)
+  assert reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE') == 100
+  # Keys look like model/<proposal model>/layer_with_weights-N/block_0.Sqkv_kernel/
+  # .ATTRIBUTES/VARIABLE_VALUE ('.S' escapes the '/' of the weight name).
+  gc_keys = {match.group(1) + '/' + match.group(2): key
+             for key in reader.get_variable_to_shape_map()
+             for match in [re.fullmatch(
+                 r'model/.*/(block_\d+)\.S(\w+)/\.ATTRIBUTES/VARIABLE_VALUE', key)]
+             if match}
+  gc_shapes = {name: tuple(reader.get_variable_to_shape_map()[key])
+               for name, key in gc_keys.items()}
+  # 2 layers x 8 heads of 1024 / 4 / 8 = 32 channels: the config's settings.
+  assert gc_shapes == {
+      f'block_{i}/{name}': shape for i in range(2) for name, shape in (
+          ('qkv_kernel', (1024, 3, 8, 32)), ('qkv_bias', (3, 8, 32)),
+          ('output_kernel', (8, 32, 1024)), ('output_bias', (1024,)))}
+  for key in gc_keys.values():
+    assert np.all(np.isfinite(reader.get_tensor(key)))
+
+
+_SERVE_IN_FRESH_PROCESS = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+detect = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
+image = np.load(sys.argv[2])
+out = {k: v.numpy().tolist() for k, v in detect(input_tensor=tf.constant(image)).items()}
+out['gc_detection_imported'] = any(m.startswith('gc_detection') for m in sys.modules)
+json.dump(out, open(sys.argv[3], 'w'))
+'''
+
+
+def test_the_stock_exporter_output_matches_the_in_process_model(trained):
+  work_dir, model_dir = trained
+  exported = os.path.join(work_dir, 'exported')
+  _run(['-m', 'object_detection.exporter_main_v2', '--input_type=image_tensor',
+        f'--pipeline_config_path={os.path.join(work_dir, "pipeline.config")}',
+        f'--trained_checkpoint_dir={model_dir}', f'--output_directory={exported}'])
+  assert '[gc_detection.protos.global_context]' in open(
+      os.path.join(exported, 'pipeline.config')).read()
+
+  image = shapes.generate(seed=11, count=1, height=64, width=64)[0].image[None]
+  image_path = os.path.join(work_dir, 'image.npy')
+  np.save(image_path, image)
+  served_path = os.path.join(work_dir, 'served.json')
+  _run(['-c', _SERVE_IN_FRESH_PROCESS, os.path.join(exported, 'saved_model'),
+        image_path, served_path], env={'GC_DETECTION_AUTOREGISTER': '0'})
+  served = json.load(open(served_path))
+  assert served['gc_detection_imported'] is False
+
+  configs = config_util.get_configs_from_pipeline_file(
+      os.path.join(exported, 'pipeline.config'))
+  model = model_builder.build(configs['model'], is_training=False)
+  assert model._feature_extractor.global_context.num_heads == 8  # pylint: disable=protected-access
+  tf.train.Checkpoint(model=model).restore(
+      tf.train.latest_checkpoint(model_dir)).expect_partial()
+  preprocessed, true_shapes = model.preprocess(tf.cast(image, tf.float32))
+  local = model.postprocess(model.predict(preprocessed, true_shapes), true_shapes)
+
+  count = int(local['num_detections'][0])
+  assert count == int(served['num_detections'][0]) and count > 0
+  np.testing.assert_allclose(np.array(served['detection_scores'])[0, :count],
+                             local['detection_scores'].numpy()[0, :count], atol=1e-4)
+  np.testing.assert_allclose(np.array(served['detection_boxes'])[0, :count],
+                             local['detection_boxes'].numpy()[0, :count], atol=1e-4)
+  # The exporter reports 1-based class ids.
+  np.testing.assert_array_equal(np.array(served['detection_classes'])[0, :count],
+                                local['detection_classes'].numpy()[0, :count] + 1)
+
+
+def test_train_and_export_scripts_explain_missing_arguments():
+  for script, missing in (('train.sh', '--pipeline_config_path --model_dir'),
+                          ('export.sh', '--pipeline_config_path '
+                                        '--trained_checkpoint_dir --output_directory')):
+    result = subprocess.run(['bash', os.path.join(REPO_ROOT, 'scripts', script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f'missing {missing}' in result.stderr
+    assert 'usage: scripts/' in result.stderr
+  result = subprocess.run(
+      ['bash', os.path.join(REPO_ROOT, 'scripts', 'train.sh'), '--model_dir=/tmp/x',
+       f'--pipeline_config_path={GC_R50}'], capture_output=True, text=True)
+  assert result.returncode == 2 and 'PATH_TO_BE_CONFIGURED' in result.stderr
