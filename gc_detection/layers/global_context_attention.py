@@ -250,9 +250,12 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       # Keep only each chunk's inputs for the backward pass; the chunk's
       # scores and softmax are recomputed there.
       attend_chunk = tf.recompute_grad(attend_chunk)
+    # One chunk at a time: each matmul and softmax already uses every core,
+    # and parallel chunks would multiply the peak memory chunking saves.
     outputs = tf.map_fn(
         lambda args: attend_chunk(args[0], key, value, args[1]),
         (chunks, tf.cast(tf.range(num_chunks), tf.float32)),
+        parallel_iterations=1,
         fn_output_signature=tf.TensorSpec(
             [query.shape[0], self.num_heads, self.chunk_size, self.head_channels],
             query.dtype))
