@@ -3,14 +3,15 @@
 What it does, once per process (`register()`; repeated calls do nothing):
 
 1. Registers the GC feature extractors under their `type` names in
-   `model_builder.FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP`.
+   `model_builder.FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP` and
+   `model_builder.SSD_KERAS_FEATURE_EXTRACTOR_CLASS_MAP`.
 2. Carries the `[gc_detection.protos.global_context]` block of a parsed
    pipeline to the extractor of *that* pipeline's model:
 
    - When a pipeline is parsed, `bind(pipeline)` converts the block (or, if
      absent, the defaults) into a GlobalContextSettings and binds it to the
-     pipeline's meta-architecture message object (e.g. `pipeline.model.
-     faster_rcnn`). Parsing is seen on both of the OD API's paths:
+     pipeline's meta-architecture message object (`pipeline.model.faster_rcnn`
+     or `pipeline.model.ssd`). Parsing is seen on both of the OD API's paths:
      `config_util.create_configs_from_pipeline_proto` (trainer, evaluator,
      anything using `get_configs_from_pipeline_file`) and
      `exporter_lib_v2.export_inference_graph` (the exporter parses the file
@@ -22,8 +23,8 @@ What it does, once per process (`register()`; repeated calls do nothing):
 
    Two pipelines parsed in one process are two message objects, so each model
    gets its own settings; nothing outlives the build that used it.
-3. Lets the stock fine-tune restore of a "detection" checkpoint (written by
-   the stock extractor) fill every stock variable of a GC model.
+3. Lets the stock fine-tune restore of a checkpoint written by the stock
+   extractor fill every stock variable of a GC model.
 4. Keeps the block when the trainer rewrites the pipeline: the trainer saves
    `create_pipeline_proto_from_configs(configs)` to model_dir, which knows
    only the stock fields; the wrapper puts the bound block back.
@@ -47,10 +48,16 @@ _FASTER_RCNN_EXTRACTORS = {
     'faster_rcnn_resnet101_gc': 'FasterRCNNResnet101GCKerasFeatureExtractor',
     'faster_rcnn_resnet152_gc': 'FasterRCNNResnet152GCKerasFeatureExtractor',
 }
+_SSD_EXTRACTORS = {
+    'ssd_resnet50_v1_fpn_gc': 'SSDResNet50V1FpnGCKerasFeatureExtractor',
+    'ssd_resnet101_v1_fpn_gc': 'SSDResNet101V1FpnGCKerasFeatureExtractor',
+    'ssd_resnet152_v1_fpn_gc': 'SSDResNet152V1FpnGCKerasFeatureExtractor',
+}
 # meta architecture -> (name of its class map in model_builder, GC types).
 _META_ARCHITECTURES = {
     'faster_rcnn': ('FASTER_RCNN_KERAS_FEATURE_EXTRACTOR_CLASS_MAP',
                     _FASTER_RCNN_EXTRACTORS),
+    'ssd': ('SSD_KERAS_FEATURE_EXTRACTOR_CLASS_MAP', _SSD_EXTRACTORS),
 }
 
 _WRAPPED = '_gc_detection_wrapped'
@@ -227,41 +234,60 @@ def _wrap_export(export_inference_graph):
   return bind_and_export
 
 
-def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
-  """Lets a stock detection checkpoint restore into a GC model.
+def _stock_view_swaps(model, checkpoint_type):
+  """What to swap so that a GC model looks stock to a fine-tune restore.
 
-  The stock restore asserts that every object under the restored feature
-  extractors was in the checkpoint, which the new GC variables never are.
-  For a GC model and checkpoint type "detection", the restore goes through
-  the extractor's stock-shaped view of the proposal model (the same layers
-  without the GC layer), so the assertion still covers every stock variable.
+  Returns a list of (object, attribute, stock-shaped stand-in); empty for
+  stock models and for restores the GC variables are not part of.
+  """
+  from gc_detection.models import faster_rcnn_resnet_gc_feature_extractor as frcnn  # pylint: disable=g-import-not-at-top
+  from gc_detection.models import ssd_resnet_v1_fpn_gc_feature_extractor as ssd  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  extractor = getattr(model, '_feature_extractor', None)
+  if isinstance(extractor, frcnn.FasterRCNNResnetGCKerasFeatureExtractor):
+    # "classification" restores the full ResNet, which has no GC layer.
+    if checkpoint_type == 'detection':
+      return [(model, '_feature_extractor_for_proposal_features',
+               extractor.stock_proposal_model)]
+  elif isinstance(extractor, ssd.SSDResNetV1FpnGCKerasFeatureExtractor):
+    # "classification" restores the stock backbone alone (no GC layer in it).
+    if checkpoint_type == 'detection':
+      children = dict(extractor._trackable_children(save_type='checkpoint'))  # pylint: disable=protected-access
+      del children['global_context']
+      return [(model, '_feature_extractor', tf.train.Checkpoint(**children))]
+  return []
+
+
+def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
+  """Lets stock checkpoints restore into GC models through the stock restore.
+
+  The stock restore asserts that every object under what it restores was in
+  the checkpoint, which the new GC variables never are. For a GC model the
+  restore reads stock-shaped views instead (the same layers without the GC
+  layer), so the assertion still covers every stock variable.
   """
   @functools.wraps(load_fine_tune_checkpoint)
   def load_into_gc_model(model, checkpoint_path, checkpoint_type,
                          checkpoint_version, run_model_on_dummy_input,
                          input_dataset, unpad_groundtruth_tensors):
     from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
-    args = (checkpoint_path, checkpoint_type, checkpoint_version)
-    extractor = getattr(model, '_feature_extractor', None)
-    if checkpoint_type != 'detection' or not hasattr(extractor, 'stock_proposal_model'):
-      return load_fine_tune_checkpoint(model, *args, run_model_on_dummy_input,
-                                       input_dataset, unpad_groundtruth_tensors)
     if run_model_on_dummy_input:
       model_lib_v2._ensure_model_is_built(  # pylint: disable=protected-access
           model, input_dataset, unpad_groundtruth_tensors)
-    if extractor.stock_proposal_model is None:
-      raise ValueError('the GC model must be built (run once) before a '
-                       'detection checkpoint is restored into it')
-    attribute = '_feature_extractor_for_proposal_features'
-    refined_model = getattr(model, attribute)
-    # object.__setattr__: swap what restore_from_objects reads without
+    swaps = _stock_view_swaps(model, checkpoint_type)
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in swaps]
+    # object.__setattr__: change what restore_from_objects reads without
     # changing what Keras tracks (and so what the trainer checkpoints).
-    object.__setattr__(model, attribute, extractor.stock_proposal_model)
+    for owner, name, stand_in in swaps:
+      object.__setattr__(owner, name, stand_in)
     try:
-      return load_fine_tune_checkpoint(model, *args, False, input_dataset,
-                                       unpad_groundtruth_tensors)
+      return load_fine_tune_checkpoint(
+          model, checkpoint_path, checkpoint_type, checkpoint_version, False,
+          input_dataset, unpad_groundtruth_tensors)
     finally:
-      object.__setattr__(model, attribute, refined_model)
+      for owner, name, original in originals:
+        object.__setattr__(owner, name, original)
   setattr(load_into_gc_model, _WRAPPED, True)
   return load_into_gc_model
 
@@ -280,7 +306,8 @@ def _replace(namespace, name, wrap, is_dict=False):
 
 def _patch_model_builder(model_builder):
   from gc_detection.models import faster_rcnn_resnet_gc_feature_extractor as frcnn  # pylint: disable=g-import-not-at-top
-  modules = {'faster_rcnn': frcnn}
+  from gc_detection.models import ssd_resnet_v1_fpn_gc_feature_extractor as ssd  # pylint: disable=g-import-not-at-top
+  modules = {'faster_rcnn': frcnn, 'ssd': ssd}
   for meta_architecture, (map_name, types) in _META_ARCHITECTURES.items():
     class_map = getattr(model_builder, map_name)
     for type_name, class_name in types.items():

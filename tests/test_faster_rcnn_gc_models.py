@@ -32,9 +32,16 @@ def _configs_from_text(text, tmp_path, name='pipeline.config'):
   return config_util.get_configs_from_pipeline_file(str(path))
 
 
-def _small(configs, size=IMAGE_SIZE):
-  resizer = configs['model'].faster_rcnn.image_resizer.keep_aspect_ratio_resizer
-  resizer.min_dimension = resizer.max_dimension = size
+def _small(configs, size=None):
+  """Shrinks the input of a Faster R-CNN (64 px) or SSD (160 px) config."""
+  meta_architecture = configs['model'].WhichOneof('model')
+  size = size or (IMAGE_SIZE if meta_architecture == 'faster_rcnn' else 160)
+  resizer = getattr(configs['model'], meta_architecture).image_resizer
+  if resizer.HasField('fixed_shape_resizer'):
+    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
+  else:
+    resizer.keep_aspect_ratio_resizer.min_dimension = size
+    resizer.keep_aspect_ratio_resizer.max_dimension = size
   return configs
 
 
@@ -72,10 +79,16 @@ def test_committed_configs_equal_the_generator_output(tmp_path):
                          ids=os.path.basename)
 def test_every_shipped_config_parses_builds_and_predicts(path):
   configs = _small(config_util.get_configs_from_pipeline_file(path))
-  extractor_type = configs['model'].faster_rcnn.feature_extractor.type
+  meta_architecture = configs['model'].WhichOneof('model')
+  extractor_type = getattr(configs['model'],
+                           meta_architecture).feature_extractor.type
   model = model_builder.build(configs['model'], is_training=False)
-  predictions, _ = _predict(model)
-  assert predictions['rpn_features_to_crop'][0].shape[-1] == 1024
+  if meta_architecture == 'faster_rcnn':
+    predictions, _ = _predict(model)
+    assert predictions['rpn_features_to_crop'][0].shape[-1] == 1024
+  else:
+    predictions, _ = _predict(model, size=160)
+    assert [f.shape[1] for f in predictions['feature_maps']] == [20, 10, 5, 3, 2]
   pipeline = pipeline_pb2.TrainEvalPipelineConfig()
   text_format.Merge(open(path).read(), pipeline)
   from gc_detection.protos import global_context_pb2

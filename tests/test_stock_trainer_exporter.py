@@ -1,7 +1,8 @@
 """The user's path with the OD API's own tools, in subprocesses.
 
-`python -m object_detection.model_main_tf2` trains a GC config (8 heads, 2
-layers: not the defaults) on a generated TFRecord; `python -m
+For Faster R-CNN + GC and RetinaNet + GC: `python -m
+object_detection.model_main_tf2` trains the shipped R-50 GC config (8 heads,
+2 layers: not the defaults) on a generated TFRecord; `python -m
 object_detection.exporter_main_v2` exports it; a fresh process that does not
 import gc_detection serves the SavedModel, and its detections are compared with
 the model rebuilt in this process from the same checkpoint.
@@ -22,9 +23,11 @@ from conftest import REPO_ROOT
 from gc_detection.data import shapes
 from gc_detection.data import tf_example
 
-GC_R50 = os.path.join(REPO_ROOT, 'pipeline_configs',
-                      'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
-IMAGE_SIZE = 64
+# meta architecture -> (shipped GC config, input size, C of the refined map).
+CASES = {
+    'faster_rcnn': ('faster_rcnn_resnet50_v1_gc_600x1024_coco.config', 64, 1024),
+    'retinanet': ('ssd_resnet50_v1_fpn_gc_640x640_coco.config', 160, 2048),
+}
 
 
 def _run(args, env=None, timeout=1500):
@@ -36,15 +39,41 @@ def _run(args, env=None, timeout=1500):
   return result
 
 
-def _write_tiny_gc_config(work_dir):
-  """The shipped R-50 GC config, pointed at generated data and made tiny."""
+def _shrink_faster_rcnn(configs, size):
+  frcnn = configs['model'].faster_rcnn
+  resizer = frcnn.image_resizer.keep_aspect_ratio_resizer
+  resizer.min_dimension = resizer.max_dimension = size
+  frcnn.first_stage_max_proposals = 32
+  frcnn.second_stage_batch_size = 32
+  post = frcnn.second_stage_post_processing.batch_non_max_suppression
+  post.max_total_detections = post.max_detections_per_class = 20
+  schedule = configs['train_config'].optimizer.adam_optimizer.learning_rate
+  schedule.cosine_decay_learning_rate.total_steps = 200
+  schedule.cosine_decay_learning_rate.warmup_steps = 10
+
+
+def _shrink_retinanet(configs, size):
+  ssd = configs['model'].ssd
+  ssd.image_resizer.fixed_shape_resizer.height = size
+  ssd.image_resizer.fixed_shape_resizer.width = size
+  post = ssd.post_processing.batch_non_max_suppression
+  post.max_total_detections = post.max_detections_per_class = 20
+  schedule = configs['train_config'].optimizer.momentum_optimizer.learning_rate
+  cosine = schedule.cosine_decay_learning_rate
+  cosine.learning_rate_base, cosine.warmup_learning_rate = 1e-3, 1e-4
+  cosine.total_steps, cosine.warmup_steps = 200, 10
+
+
+def _write_tiny_gc_config(work_dir, meta_architecture):
+  """A shipped GC config, pointed at generated data and made tiny."""
+  config_name, size, _ = CASES[meta_architecture]
   record = os.path.join(work_dir, 'train.tfrecord')
   label_map = os.path.join(work_dir, 'label_map.pbtxt')
-  tf_example.write_tfrecord(record, shapes.generate(seed=3, count=8, height=64,
-                                                    width=64, max_boxes=2))
+  tf_example.write_tfrecord(record, shapes.generate(
+      seed=3, count=8, height=size, width=size, max_boxes=2))
   tf_example.write_text_atomically(
       label_map, tf_example.label_map_text(shapes.SHAPE_COLOURS))
-  text = open(GC_R50).read()
+  text = open(os.path.join(REPO_ROOT, 'pipeline_configs', config_name)).read()
   text = text.replace('num_heads: 4', 'num_heads: 8').replace(
       'num_layers: 1', 'num_layers: 2').replace(
           'initialization: BOTTLENECK', 'initialization: GLOROT')
@@ -57,38 +86,34 @@ def _write_tiny_gc_config(work_dir):
   configs = config_util.get_configs_from_pipeline_file(path)
   configs = config_util.merge_external_params_with_configs(configs, kwargs_dict={
       'batch_size': 2, 'num_classes': len(shapes.SHAPE_COLOURS)})
-  resizer = configs['model'].faster_rcnn.image_resizer.keep_aspect_ratio_resizer
-  resizer.min_dimension = resizer.max_dimension = IMAGE_SIZE
-  configs['model'].faster_rcnn.first_stage_max_proposals = 32
-  configs['model'].faster_rcnn.second_stage_batch_size = 32
-  post = configs['model'].faster_rcnn.second_stage_post_processing
-  post.batch_non_max_suppression.max_total_detections = 20
-  post.batch_non_max_suppression.max_detections_per_class = 20
+  {'faster_rcnn': _shrink_faster_rcnn,
+   'retinanet': _shrink_retinanet}[meta_architecture](configs, size)
   train_config = configs['train_config']
   train_config.ClearField('fine_tune_checkpoint')
   train_config.ClearField('data_augmentation_options')
-  adam = train_config.optimizer.adam_optimizer.learning_rate.cosine_decay_learning_rate
-  adam.total_steps, adam.warmup_steps = 200, 10
   configs['eval_input_configs'][0].tf_record_input_reader.input_path[:] = [record]
   config_util.save_pipeline_config(
       config_util.create_pipeline_proto_from_configs(configs), work_dir)
   return path
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  """(work_dir, model_dir) after the stock trainer's first 100 steps."""
-  work_dir = str(tmp_path_factory.mktemp('stock_trainer'))
-  config = _write_tiny_gc_config(work_dir)
+@pytest.fixture(scope='module', params=sorted(CASES))
+def trained(request, tmp_path_factory):
+  """(meta architecture, work_dir, model_dir) after the stock trainer's first
+  100 steps."""
+  work_dir = str(tmp_path_factory.mktemp(f'stock_trainer_{request.param}'))
+  config = _write_tiny_gc_config(work_dir, request.param)
   model_dir = os.path.join(work_dir, 'model')
   _run(['-m', 'object_detection.model_main_tf2', f'--pipeline_config_path={config}',
         f'--model_dir={model_dir}', '--num_train_steps=1',
         '--checkpoint_every_n=1'])
-  return work_dir, model_dir
+  return request.param, work_dir, model_dir
 
 
 def test_the_stock_trainer_writes_the_configured_gc_variables(trained):
-  _, model_dir = trained
+  meta_architecture, _, model_dir = trained
+  channels = CASES[meta_architecture][2]
+  head = channels // 4 // 8
   checkpoint = tf.train.latest_checkpoint(model_dir)
   assert checkpoint is not None
   reader = tf.train.load_checkpoint(checkpoint)
@@ -102,11 +127,11 @@ def test_the_stock_trainer_writes_the_configured_gc_variables(trained):
              if match}
   gc_shapes = {name: tuple(reader.get_variable_to_shape_map()[key])
                for name, key in gc_keys.items()}
-  # 2 layers x 8 heads of 1024 / 4 / 8 = 32 channels: the config's settings.
+  # 2 layers x 8 heads of C / 4 / 8 channels: the config's settings.
   assert gc_shapes == {
       f'block_{i}/{name}': shape for i in range(2) for name, shape in (
-          ('qkv_kernel', (1024, 3, 8, 32)), ('qkv_bias', (3, 8, 32)),
-          ('output_kernel', (8, 32, 1024)), ('output_bias', (1024,)))}
+          ('qkv_kernel', (channels, 3, 8, head)), ('qkv_bias', (3, 8, head)),
+          ('output_kernel', (8, head, channels)), ('output_bias', (channels,)))}
   for key in gc_keys.values():
     assert np.all(np.isfinite(reader.get_tensor(key)))
 
@@ -124,7 +149,8 @@ json.dump(out, open(sys.argv[3], 'w'))
 
 
 def test_the_stock_exporter_output_matches_the_in_process_model(trained):
-  work_dir, model_dir = trained
+  meta_architecture, work_dir, model_dir = trained
+  size = CASES[meta_architecture][1]
   exported = os.path.join(work_dir, 'exported')
   _run(['-m', 'object_detection.exporter_main_v2', '--input_type=image_tensor',
         f'--pipeline_config_path={os.path.join(work_dir, "pipeline.config")}',
@@ -132,7 +158,7 @@ def test_the_stock_exporter_output_matches_the_in_process_model(trained):
   assert '[gc_detection.protos.global_context]' in open(
       os.path.join(exported, 'pipeline.config')).read()
 
-  image = shapes.generate(seed=11, count=1, height=64, width=64)[0].image[None]
+  image = shapes.generate(seed=11, count=1, height=size, width=size)[0].image[None]
   image_path = os.path.join(work_dir, 'image.npy')
   np.save(image_path, image)
   served_path = os.path.join(work_dir, 'served.json')
@@ -144,10 +170,11 @@ def test_the_stock_exporter_output_matches_the_in_process_model(trained):
   configs = config_util.get_configs_from_pipeline_file(
       os.path.join(exported, 'pipeline.config'))
   model = model_builder.build(configs['model'], is_training=False)
-  assert model._feature_extractor.global_context.num_heads == 8  # pylint: disable=protected-access
-  tf.train.Checkpoint(model=model).restore(
-      tf.train.latest_checkpoint(model_dir)).expect_partial()
   preprocessed, true_shapes = model.preprocess(tf.cast(image, tf.float32))
+  model.predict(preprocessed, true_shapes)  # creates the variables
+  tf.train.Checkpoint(model=model).restore(
+      tf.train.latest_checkpoint(model_dir)).expect_partial().assert_existing_objects_matched()
+  assert model._feature_extractor.global_context.num_heads == 8  # pylint: disable=protected-access
   local = model.postprocess(model.predict(preprocessed, true_shapes), true_shapes)
 
   count = int(local['num_detections'][0])
@@ -172,5 +199,6 @@ def test_train_and_export_scripts_explain_missing_arguments():
     assert 'usage: scripts/' in result.stderr
   result = subprocess.run(
       ['bash', os.path.join(REPO_ROOT, 'scripts', 'train.sh'), '--model_dir=/tmp/x',
-       f'--pipeline_config_path={GC_R50}'], capture_output=True, text=True)
+       f'--pipeline_config_path={os.path.join(REPO_ROOT, "pipeline_configs", CASES["retinanet"][0])}'],
+      capture_output=True, text=True)
   assert result.returncode == 2 and 'PATH_TO_BE_CONFIGURED' in result.stderr

@@ -5,6 +5,7 @@ The registry turns the pipeline.config block
 extractors take it as an argument. Defaults are the paper's (and the .proto's).
 """
 import dataclasses
+import logging
 from typing import Optional
 
 from gc_detection.layers import GlobalContextAttention
@@ -101,4 +102,8 @@ def make_global_context_layer(settings, channels, name='global_context'):
     layer.check_channels(channels)
   except ValueError as error:
     raise InvalidGlobalContextSettings(str(error)) from error
+  if settings.initialization == BOTTLENECK:
+    logging.info('gc_detection: initialization BOTTLENECK is not wired to the '
+                 'trainer yet; the global-context module starts from Glorot '
+                 'weights.')
   return layer

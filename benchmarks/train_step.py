@@ -1,0 +1,115 @@
+r"""Training step time of stock vs GC detectors, measured side by side.
+
+Builds each model from a shipped pipeline.config (random weights), resized to
+a fixed square input, and times the OD API's own training step
+(`model_lib_v2.eager_train_step`, momentum SGD for every model so that only
+the architecture differs) wrapped in a tf.function, as the stock trainer runs
+it. Models are timed alternately (A, B, A, B, ...) after warm-up
+so machine noise hits all of them alike; medians and the GC / stock ratio are
+printed.
+
+Usage:
+  .venv/bin/python benchmarks/train_step.py [--pair=faster_rcnn_r50|retinanet_r50] \
+      [--size=640] [--batch=1] [--rounds=5]
+"""
+import os
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAIRS = {
+    'faster_rcnn_r50': (
+        'faster_rcnn_resnet50_v1_600x1024_coco.config',
+        'faster_rcnn_resnet50_v1_gc_600x1024_coco.config'),
+    'retinanet_r50': (
+        'ssd_resnet50_v1_fpn_640x640_coco.config',
+        'ssd_resnet50_v1_fpn_gc_640x640_coco.config'),
+}
+
+_SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
+_BATCH = flags.DEFINE_integer('batch', 1, 'Images per step.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed steps per model.')
+_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps per model (tracing).')
+_PAIR = flags.DEFINE_enum('pair', 'faster_rcnn_r50', list(PAIRS), 'Models to compare.')
+
+
+def build_train_step(config_name, size, batch):
+  """Returns a zero-argument function that runs one training step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
+  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from object_detection.core import standard_fields as fields  # pylint: disable=g-import-not-at-top
+  from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
+
+  configs = config_util.get_configs_from_pipeline_file(
+      os.path.join(_REPO_ROOT, 'pipeline_configs', config_name))
+  model_config = configs['model']
+  resizer = getattr(model_config, model_config.WhichOneof('model')).image_resizer
+  if resizer.HasField('fixed_shape_resizer'):
+    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
+  else:
+    resizer.keep_aspect_ratio_resizer.min_dimension = size
+    resizer.keep_aspect_ratio_resizer.max_dimension = size
+  model = model_builder.build(model_config, is_training=True)
+  # The same optimizer for every model (the configs differ: Adam for GC), and
+  # a tiny learning rate so random weights stay finite over the timed steps.
+  optimizer = tf.keras.optimizers.SGD(learning_rate=1e-7, momentum=0.9)
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)), tf.float32)
+  features = {
+      fields.InputDataFields.image: model.preprocess(images)[0],
+      fields.InputDataFields.true_image_shape: tf.constant([[size, size, 3]] * batch),
+  }
+  boxes = tf.constant([[[0.1, 0.1, 0.5, 0.4], [0.4, 0.5, 0.9, 0.9]]] * batch,
+                      tf.float32)
+  labels = {
+      fields.InputDataFields.num_groundtruth_boxes: tf.constant([2] * batch),
+      fields.InputDataFields.groundtruth_boxes: boxes,
+      fields.InputDataFields.groundtruth_classes: tf.one_hot([[1, 5]] * batch, 90),
+      fields.InputDataFields.groundtruth_weights: tf.ones([batch, 2]),
+  }
+
+  @tf.function
+  def step():
+    return model_lib_v2.eager_train_step(
+        model, features, labels, unpad_groundtruth_tensors=True,
+        optimizer=optimizer, training_step=optimizer.iterations)
+
+  return lambda: step()['Loss/total_loss'].numpy()
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel('ERROR')
+  stock_config, gc_config = PAIRS[_PAIR.value]
+  steps = {'stock': build_train_step(stock_config, _SIZE.value, _BATCH.value),
+           'gc': build_train_step(gc_config, _SIZE.value, _BATCH.value)}
+  for name, step in steps.items():
+    started = time.perf_counter()
+    for _ in range(_WARMUP.value):
+      step()
+    print(f'{name}: warm-up (tracing) {time.perf_counter() - started:.1f} s',
+          flush=True)
+  times = {name: [] for name in steps}
+  for _ in range(_ROUNDS.value):
+    for name, step in steps.items():
+      started = time.perf_counter()
+      loss = step()
+      times[name].append(time.perf_counter() - started)
+      assert np.isfinite(loss), f'{name}: loss {loss}'
+  medians = {name: statistics.median(values) for name, values in times.items()}
+  print(f'\n{_PAIR.value}, {_SIZE.value}x{_SIZE.value}, batch {_BATCH.value}, '
+        f'{_ROUNDS.value} alternating rounds, {os.cpu_count()} CPU cores')
+  for name, values in times.items():
+    print(f'  {name:5s} median {medians[name]:.3f} s/step  '
+          f'(min {min(values):.3f}, max {max(values):.3f})')
+  print(f'  GC / stock = {medians["gc"] / medians["stock"]:.3f}')
+
+
+if __name__ == '__main__':
+  app.run(main)
