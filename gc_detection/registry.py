@@ -24,7 +24,8 @@ What it does, once per process (`register()`; repeated calls do nothing):
    Two pipelines parsed in one process are two message objects, so each model
    gets its own settings; nothing outlives the build that used it.
 3. Lets the stock fine-tune restore of a checkpoint written by the stock
-   extractor fill every stock variable of a GC model.
+   extractor fill every stock variable of a GC model, and then runs the
+   paper's bottleneck initialisation of the module (not on resume).
 4. Keeps the block when the trainer rewrites the pipeline: the trainer saves
    `create_pipeline_proto_from_configs(configs)` to model_dir, which knows
    only the stock fields; the wrapper puts the bound block back.
@@ -37,6 +38,7 @@ import contextvars
 import difflib
 import functools
 import logging
+import re
 import sys
 
 from gc_detection.models import global_context_settings as settings_lib
@@ -62,6 +64,8 @@ _META_ARCHITECTURES = {
 
 _WRAPPED = '_gc_detection_wrapped'
 _current_settings = contextvars.ContextVar('gc_detection_settings', default=None)
+# The model_dir of the model_lib_v2.train_loop running in this context, if any.
+_training_model_dir = contextvars.ContextVar('gc_detection_model_dir', default=None)
 # id(meta-architecture message) -> (message, settings, block or None). The
 # message is held so that its id cannot be reused while the entry exists.
 _bindings = {}
@@ -259,37 +263,128 @@ def _stock_view_swaps(model, checkpoint_type):
   return []
 
 
+_GLOBAL_CONTEXT_KEY = re.compile(r'block_\d+\.Sqkv_kernel/')
+
+
+def _gc_extractor(model):
+  """The model's GC feature extractor, or None for a stock model."""
+  from gc_detection.models import faster_rcnn_resnet_gc_feature_extractor as frcnn  # pylint: disable=g-import-not-at-top
+  from gc_detection.models import ssd_resnet_v1_fpn_gc_feature_extractor as ssd  # pylint: disable=g-import-not-at-top
+  extractor = getattr(model, '_feature_extractor', None)
+  if isinstance(extractor, (frcnn.FasterRCNNResnetGCKerasFeatureExtractor,
+                            ssd.SSDResNetV1FpnGCKerasFeatureExtractor)):
+    return extractor
+  return None
+
+
+def _has_global_context_variables(checkpoint_path):
+  """True if the checkpoint holds GC module weights (a GC detection model's)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
+  except (tf.errors.OpError, ValueError):
+    return False  # The stock restore reports the bad path.
+  return any(_GLOBAL_CONTEXT_KEY.search(name) for name in names)
+
+
+def _initialize_after_restore(extractor, checkpoint_path, checkpoint_type,
+                              restored_global_context):
+  """Runs the paper's bottleneck initialisation, unless training resumes.
+
+  Args:
+    extractor: the model's GC feature extractor.
+    checkpoint_path: the fine_tune_checkpoint just restored.
+    checkpoint_type: its fine_tune_checkpoint_type.
+    restored_global_context: the restore already filled the module's weights
+      (a GC detection checkpoint, or type "full").
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  settings = extractor.gc_settings
+  if settings.initialization != settings_lib.BOTTLENECK:
+    return
+  if restored_global_context:
+    logging.info('gc_detection: the global-context weights were restored from '
+                 '%s; no bottleneck initialisation.', checkpoint_path)
+    return
+  model_dir = _training_model_dir.get()
+  latest = tf.train.latest_checkpoint(model_dir) if model_dir else None
+  if latest:
+    logging.info('gc_detection: training resumes from %s, which holds the '
+                 'trained global-context weights; no bottleneck '
+                 'initialisation.', latest)
+    return
+  extractor.initialize_global_context_from_backbone()
+  logging.info('gc_detection: global-context module initialised from %s of the '
+               'backbone restored from %s (%s checkpoint), batch norm %s.',
+               extractor.source_block, checkpoint_path, checkpoint_type,
+               'folded in' if settings.fold_batch_norm else 'not folded')
+
+
 def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
-  """Lets stock checkpoints restore into GC models through the stock restore.
+  """Restores stock checkpoints into GC models, then initialises the module.
 
   The stock restore asserts that every object under what it restores was in
   the checkpoint, which the new GC variables never are. For a GC model the
   restore reads stock-shaped views instead (the same layers without the GC
-  layer), so the assertion still covers every stock variable.
+  layer), so the assertion still covers every stock variable. A detection
+  checkpoint of a GC model is restored whole.
+
+  Then, with initialization BOTTLENECK and unless training resumes from a
+  checkpoint in model_dir (whose restore comes next in the trainer and holds
+  the trained module), the module is copied from the restored backbone.
   """
   @functools.wraps(load_fine_tune_checkpoint)
   def load_into_gc_model(model, checkpoint_path, checkpoint_type,
                          checkpoint_version, run_model_on_dummy_input,
                          input_dataset, unpad_groundtruth_tensors):
     from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
-    if run_model_on_dummy_input:
+    extractor = _gc_extractor(model)
+    must_build = run_model_on_dummy_input or (
+        extractor is not None and not extractor.global_context.built and
+        extractor.gc_settings.initialization == settings_lib.BOTTLENECK)
+    if must_build:
+      if input_dataset is None:
+        raise ValueError('gc_detection: the global-context module is not built '
+                         'yet, so it cannot be initialised from the restored '
+                         'backbone: run the model once (or pass input_dataset) '
+                         'before load_fine_tune_checkpoint')
       model_lib_v2._ensure_model_is_built(  # pylint: disable=protected-access
           model, input_dataset, unpad_groundtruth_tensors)
-    swaps = _stock_view_swaps(model, checkpoint_type)
+    restored_global_context = extractor is not None and (
+        checkpoint_type == 'full' or (checkpoint_type == 'detection' and
+                                      _has_global_context_variables(checkpoint_path)))
+    swaps = [] if restored_global_context else _stock_view_swaps(model, checkpoint_type)
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in swaps]
     # object.__setattr__: change what restore_from_objects reads without
     # changing what Keras tracks (and so what the trainer checkpoints).
     for owner, name, stand_in in swaps:
       object.__setattr__(owner, name, stand_in)
     try:
-      return load_fine_tune_checkpoint(
+      result = load_fine_tune_checkpoint(
           model, checkpoint_path, checkpoint_type, checkpoint_version, False,
           input_dataset, unpad_groundtruth_tensors)
     finally:
       for owner, name, original in originals:
         object.__setattr__(owner, name, original)
+    if extractor is not None:
+      _initialize_after_restore(extractor, checkpoint_path, checkpoint_type,
+                                restored_global_context)
+    return result
   setattr(load_into_gc_model, _WRAPPED, True)
   return load_into_gc_model
+
+
+def _wrap_train_loop(train_loop):
+  """Lets the fine-tune restore inside train_loop see the run's model_dir."""
+  @functools.wraps(train_loop)
+  def train_loop_with_model_dir(pipeline_config_path, model_dir, *args, **kwargs):
+    token = _training_model_dir.set(model_dir)
+    try:
+      return train_loop(pipeline_config_path, model_dir, *args, **kwargs)
+    finally:
+      _training_model_dir.reset(token)
+  setattr(train_loop_with_model_dir, _WRAPPED, True)
+  return train_loop_with_model_dir
 
 
 def _replace(namespace, name, wrap, is_dict=False):
@@ -337,6 +432,7 @@ def _patch_exporter_lib_v2(exporter_lib_v2):
 
 def _patch_model_lib_v2(model_lib_v2):
   _replace(model_lib_v2, 'load_fine_tune_checkpoint', _wrap_load_fine_tune_checkpoint)
+  _replace(model_lib_v2, 'train_loop', _wrap_train_loop)
 
 
 # OD API module -> how it is patched. Each is patched when it is imported (the

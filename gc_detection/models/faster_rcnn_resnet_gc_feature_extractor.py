@@ -16,6 +16,7 @@ import tensorflow as tf
 from object_detection.models import faster_rcnn_resnet_keras_feature_extractor as stock
 from object_detection.models.keras_models import resnet_v1
 
+from gc_detection.models import bottleneck_initialization
 from gc_detection.models import global_context_settings as settings_lib
 
 C4_CHANNELS = 1024
@@ -72,6 +73,19 @@ class FasterRCNNResnetGCKerasFeatureExtractor(
     for variable in self.global_context.variables:
       self._variable_dict[variable.name[:-2]] = variable
     return keras_model
+
+  def initialize_global_context_from_backbone(self):
+    """Sets the module from `source_block` of the (restored) ResNet.
+
+    Called by gc_detection.registry after a fine-tune restore when the
+    settings ask for BOTTLENECK initialisation.
+    """
+    if self.classification_backbone is None or not self.global_context.built:
+      raise ValueError('initialize_global_context_from_backbone needs the '
+                       'proposal model: build the detection model first')
+    bottleneck_initialization.initialize_from_bottleneck(
+        self.global_context, self.classification_backbone, self.source_block,
+        self.gc_settings.fold_batch_norm)
 
 
 class FasterRCNNResnet50GCKerasFeatureExtractor(

@@ -103,7 +103,9 @@ def make_global_context_layer(settings, channels, name='global_context'):
   except ValueError as error:
     raise InvalidGlobalContextSettings(str(error)) from error
   if settings.initialization == BOTTLENECK:
-    logging.info('gc_detection: initialization BOTTLENECK is not wired to the '
-                 'trainer yet; the global-context module starts from Glorot '
-                 'weights.')
+    logging.info('gc_detection: initialization BOTTLENECK: the global-context '
+                 'module is copied from a ResNet bottleneck block right after '
+                 'a fine_tune_checkpoint restore; without one (and when '
+                 'training resumes from model_dir) it keeps its Glorot start '
+                 'or its checkpointed weights.')
   return layer

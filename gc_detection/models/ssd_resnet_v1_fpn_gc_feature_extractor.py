@@ -14,6 +14,7 @@ applied to the backbone's C5 output each time features are extracted.
 from object_detection.models import ssd_resnet_v1_fpn_keras_feature_extractor as stock
 from object_detection.models.keras_models import resnet_v1
 
+from gc_detection.models import bottleneck_initialization
 from gc_detection.models import global_context_settings as settings_lib
 
 C5_CHANNELS = 2048
@@ -99,6 +100,19 @@ class SSDResNetV1FpnGCKerasFeatureExtractor(stock.SSDResNetV1FpnKerasFeatureExtr
       return super()._extract_features(preprocessed_inputs)
     finally:
       object.__setattr__(self, 'classification_backbone', backbone)
+
+  def initialize_global_context_from_backbone(self):
+    """Sets the module from `source_block` of the (restored) ResNet.
+
+    Called by gc_detection.registry after a fine-tune restore when the
+    settings ask for BOTTLENECK initialisation.
+    """
+    if self.classification_backbone is None or not self.global_context.built:
+      raise ValueError('initialize_global_context_from_backbone needs a built '
+                       'extractor: run the detection model once first')
+    bottleneck_initialization.initialize_from_bottleneck(
+        self.global_context, self.classification_backbone, self.source_block,
+        self.gc_settings.fold_batch_norm)
 
 
 def _depth_subclass(depth):
