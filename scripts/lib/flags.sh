@@ -30,3 +30,23 @@ require_flags() {
     exit 2
   fi
 }
+
+# Prints, NUL-separated, the arguments without the named flags (either form).
+# Usage: without_flags name1 name2 -- "$@" | xargs -0 ... or mapfile -d ''
+without_flags() {
+  local names=()
+  while [ "$1" != "--" ]; do names+=("$1"); shift; done
+  shift
+  local skip_next=0 name dropped
+  for arg in "$@"; do
+    if [ "$skip_next" = 1 ]; then skip_next=0; continue; fi
+    dropped=0
+    for name in "${names[@]}"; do
+      case "$arg" in
+        "--$name="*) dropped=1 ;;
+        "--$name") dropped=1; skip_next=1 ;;
+      esac
+    done
+    [ "$dropped" = 1 ] || printf '%s\0' "$arg"
+  done
+}
