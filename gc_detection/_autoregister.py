@@ -24,6 +24,7 @@ TRIGGER_MODULES = frozenset({
     'object_detection.model_lib',
     'object_detection.exporter_lib_v2',
     'object_detection.model_lib_v2',
+    'object_detection.builders.optimizer_builder',
 })
 
 

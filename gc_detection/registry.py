@@ -26,10 +26,13 @@ What it does, once per process (`register()`; repeated calls do nothing):
 3. Lets the stock fine-tune restore of a checkpoint written by the stock
    extractor fill every stock variable of a GC model, and then runs the
    paper's bottleneck initialisation of the module (not on resume).
-4. Keeps the block when the trainer rewrites the pipeline: the trainer saves
+4. Builds the hybrid optimizer (global_context_optimizer for the module,
+   train_config.optimizer for the rest) when the block asks for it, through
+   `optimizer_builder.build`.
+5. Keeps the block when the trainer rewrites the pipeline: the trainer saves
    `create_pipeline_proto_from_configs(configs)` to model_dir, which knows
    only the stock fields; the wrapper puts the bound block back.
-5. Applies the compatibility shims (gc_detection.compat).
+6. Applies the compatibility shims (gc_detection.compat).
 
 A model built from a message that was never bound (a pipeline assembled by
 hand) gets the defaults, with a warning that says how to bind it.
@@ -40,6 +43,7 @@ import functools
 import logging
 import re
 import sys
+import weakref
 
 from gc_detection.models import global_context_settings as settings_lib
 
@@ -69,6 +73,12 @@ _training_model_dir = contextvars.ContextVar('gc_detection_model_dir', default=N
 # id(meta-architecture message) -> (message, settings, block or None). The
 # message is held so that its id cannot be reused while the entry exists.
 _bindings = {}
+# id(train_config.optimizer message) -> (that message, the GC block's
+# global_context_optimizer, the meta-architecture message of the same pipeline).
+_optimizer_bindings = {}
+# id(meta-architecture message) -> (message, weakref to the GC extractor of
+# the model last built from it).
+_built_extractors = {}
 
 
 def gc_types():
@@ -140,7 +150,27 @@ def bind(pipeline):
   settings = (settings_lib.GlobalContextSettings() if block is None
               else settings_from_block(block))
   _bindings[id(message)] = (message, settings, block)
+  if block is not None and block.HasField('global_context_optimizer'):
+    _check_hybrid_optimizer(pipeline.train_config.optimizer,
+                            block.global_context_optimizer)
+    optimizer = pipeline.train_config.optimizer
+    _optimizer_bindings[id(optimizer)] = (optimizer, block.global_context_optimizer,
+                                          message)
   return settings
+
+
+def _check_hybrid_optimizer(optimizer, global_context_optimizer):
+  """Raises ValueError for optimizer settings the hybrid cannot combine."""
+  for field, config in (('train_config.optimizer', optimizer),
+                        (f'{BLOCK_NAME} global_context_optimizer',
+                         global_context_optimizer)):
+    if config.WhichOneof('optimizer') is None:
+      raise ValueError(f'{field}: no optimizer set (e.g. adam_optimizer {{ ... }})')
+    if config.use_moving_average:
+      raise ValueError(
+          f'{field}: use_moving_average is not supported with '
+          'global_context_optimizer (the moving-average wrapper needs a single '
+          'optimizer); set use_moving_average: false')
 
 
 def _bound(message):
@@ -174,7 +204,11 @@ def _wrap_meta_arch_builder(meta_architecture, build_meta_arch):
     entry = _bound(message)
     token = _current_settings.set(entry[1] if entry else None)
     try:
-      return build_meta_arch(message, *args, **kwargs)
+      model = build_meta_arch(message, *args, **kwargs)
+      extractor = _gc_extractor(model)
+      if extractor is not None:
+        _built_extractors[id(message)] = (message, weakref.ref(extractor))
+      return model
     except settings_lib.InvalidGlobalContextSettings as error:
       raise ValueError(f'pipeline.config {BLOCK_NAME} {error}') from error
     finally:
@@ -387,6 +421,38 @@ def _wrap_train_loop(train_loop):
   return train_loop_with_model_dir
 
 
+def _wrap_optimizer_build(build_optimizer):
+  """Builds the hybrid optimizer for a pipeline with global_context_optimizer.
+
+  optimizer_builder.build sees only train_config.optimizer; bind() linked that
+  message to the block's global_context_optimizer and to the model config,
+  whose last built GC extractor supplies the module.
+  """
+  @functools.wraps(build_optimizer)
+  def build_maybe_hybrid(optimizer_config, global_step=None):
+    entry = _optimizer_bindings.get(id(optimizer_config))
+    if entry is None or entry[0] is not optimizer_config:
+      return build_optimizer(optimizer_config, global_step=global_step)
+    _, global_context_config, model_message = entry
+    built = _built_extractors.get(id(model_message))
+    extractor = built[1]() if built and built[0] is model_message else None
+    if extractor is None:
+      raise ValueError(f'{BLOCK_NAME} global_context_optimizer: build the model '
+                       'of this pipeline before its optimizer (the optimizer '
+                       'needs the global-context layer)')
+    from gc_detection.training import hybrid_optimizer  # pylint: disable=g-import-not-at-top
+    other, summary_vars = build_optimizer(optimizer_config, global_step=global_step)
+    global_context_optimizer, _ = build_optimizer(global_context_config,
+                                                  global_step=global_step)
+    logging.info('gc_detection: %s for the global-context module, %s for every '
+                 'other variable', type(global_context_optimizer).__name__,
+                 type(other).__name__)
+    return hybrid_optimizer.GlobalContextMultiOptimizer(
+        global_context_optimizer, other, extractor.global_context), summary_vars
+  setattr(build_maybe_hybrid, _WRAPPED, True)
+  return build_maybe_hybrid
+
+
 def _replace(namespace, name, wrap, is_dict=False):
   """Wraps namespace[name] (or namespace.name) once."""
   current = namespace[name] if is_dict else getattr(namespace, name)
@@ -435,6 +501,10 @@ def _patch_model_lib_v2(model_lib_v2):
   _replace(model_lib_v2, 'train_loop', _wrap_train_loop)
 
 
+def _patch_optimizer_builder(optimizer_builder):
+  _replace(optimizer_builder, 'build', _wrap_optimizer_build)
+
+
 # OD API module -> how it is patched. Each is patched when it is imported (the
 # start-up hook in gc_detection._autoregister) or by register() if it already is.
 PATCHES = {
@@ -443,6 +513,7 @@ PATCHES = {
     'object_detection.model_lib': _patch_model_lib,
     'object_detection.exporter_lib_v2': _patch_exporter_lib_v2,
     'object_detection.model_lib_v2': _patch_model_lib_v2,
+    'object_detection.builders.optimizer_builder': _patch_optimizer_builder,
 }
 
 

@@ -1,0 +1,1 @@
+"""Training helpers that are plain TensorFlow (no OD API imports)."""
