@@ -148,14 +148,18 @@ def test_the_converted_network_computes_what_the_keras_one_does(source, converte
     assert scale > 0
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
 
+  # training=False: other tests' stock train steps set Keras' global learning
+  # phase, which would put the keras model's batch norms in training mode.
   # Stem: OD input is RGB minus means, keras' the same channels reversed.
   rgb = rng.normal(0, 50, (1, 64, 64, 3)).astype(np.float32)
-  assert_close(section(od, None, 'conv1_relu')(rgb).numpy(),
-               section(reference, None, 'conv1_relu')(rgb[..., ::-1]).numpy())
+  assert_close(section(od, None, 'conv1_relu')(rgb, training=False).numpy(),
+               section(reference, None, 'conv1_relu')(rgb[..., ::-1],
+                                                       training=False).numpy())
   # Everything after pool1 (whose padding differs by design, no weights).
   pooled = rng.uniform(0, 3, (1, 16, 16, 64)).astype(np.float32)
-  assert_close(section(od, 'pool1_pool', 'conv5_block3_out')(pooled).numpy(),
-               section(reference, 'pool1_pool', 'conv5_block3_out')(pooled).numpy())
+  assert_close(
+      section(od, 'pool1_pool', 'conv5_block3_out')(pooled, training=False).numpy(),
+      section(reference, 'pool1_pool', 'conv5_block3_out')(pooled, training=False).numpy())
 
 
 @pytest.mark.parametrize('depth', [34, 0, '50'])
