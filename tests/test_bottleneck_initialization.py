@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 from object_detection import model_lib_v2
-from object_detection.builders import model_builder
 from object_detection.protos import train_pb2
 from object_detection.utils import config_util
 import pytest

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from gc_detection.data import shapes
+from gc_detection import atomic_files
 from gc_detection.data import tf_example
 
 # meta architecture -> (shipped GC config, input size, C of the refined map).
@@ -43,10 +44,8 @@ def _shrink_faster_rcnn(configs, size):
   frcnn = configs['model'].faster_rcnn
   resizer = frcnn.image_resizer.keep_aspect_ratio_resizer
   resizer.min_dimension = resizer.max_dimension = size
-  # Few, small crops: the box classifier on each crop dominates the step time.
-  frcnn.first_stage_max_proposals = 8
-  frcnn.second_stage_batch_size = 4
-  frcnn.initial_crop_size = 6
+  frcnn.first_stage_max_proposals = 32
+  frcnn.second_stage_batch_size = 32
   post = frcnn.second_stage_post_processing.batch_non_max_suppression
   post.max_total_detections = post.max_detections_per_class = 20
   schedule = configs['train_config'].optimizer.adam_optimizer.learning_rate
@@ -73,7 +72,7 @@ def _write_tiny_gc_config(work_dir, meta_architecture):
   label_map = os.path.join(work_dir, 'label_map.pbtxt')
   tf_example.write_tfrecord(record, shapes.generate(
       seed=3, count=8, height=size, width=size, max_boxes=2))
-  tf_example.write_text_atomically(
+  atomic_files.write_text(
       label_map, tf_example.label_map_text(shapes.SHAPE_COLOURS))
   text = open(os.path.join(REPO_ROOT, 'pipeline_configs', config_name)).read()
   text = text.replace('num_heads: 4', 'num_heads: 8').replace(

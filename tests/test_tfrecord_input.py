@@ -16,6 +16,7 @@ from conftest import BASELINE_CONFIG
 from conftest import run_python
 import gc_detection
 from gc_detection.data import shapes
+from gc_detection import atomic_files
 from gc_detection.data import tf_example
 
 NUM_IMAGES = 3
@@ -30,7 +31,7 @@ def dataset(tmp_path_factory):
   record = str(work_dir / 'shapes.tfrecord')
   label_map = str(work_dir / 'label_map.pbtxt')
   assert tf_example.write_tfrecord(record, examples) == NUM_IMAGES
-  tf_example.write_text_atomically(
+  atomic_files.write_text(
       label_map, tf_example.label_map_text(shapes.SHAPE_COLOURS))
   return examples, record, label_map
 

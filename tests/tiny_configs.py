@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from gc_detection.data import shapes
+from gc_detection import atomic_files
 from gc_detection.data import tf_example
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')
@@ -109,7 +110,7 @@ def faster_rcnn_gc_training_config(tmp_path, fine_tune_checkpoint, extra_block='
   tf_example.write_tfrecord(record, shapes.generate(seed=3, count=4, height=64,
                                                     width=64, max_boxes=2))
   label_map = str(tmp_path / 'label_map.pbtxt')
-  tf_example.write_text_atomically(label_map,
+  atomic_files.write_text(label_map,
                                    tf_example.label_map_text(shapes.SHAPE_COLOURS))
   block = ('num_heads: 4 num_layers: 1 bottleneck_ratio: 4 initialization: BOTTLENECK '
            + extra_block)

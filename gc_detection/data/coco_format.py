@@ -15,6 +15,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from gc_detection import atomic_files
 from gc_detection.data import shapes
 
 
@@ -61,10 +62,9 @@ def build(seed, count, height=240, width=320, max_boxes=3):
 
 
 def _save_jpeg(path, image):
-  """Saves a uint8 (height, width, 3) array as a JPEG through a rename."""
-  temporary = path + '.tmp'
-  Image.fromarray(np.asarray(image)).save(temporary, format='JPEG', quality=95)
-  os.replace(temporary, path)
+  """Saves a uint8 (height, width, 3) array as a JPEG atomically."""
+  atomic_files.write_atomically(path, lambda temporary: Image.fromarray(
+      np.asarray(image)).save(temporary, format='JPEG', quality=95))
 
 
 def write(image_dir, annotations_file, seed, count, height=240, width=320,
@@ -79,10 +79,5 @@ def write(image_dir, annotations_file, seed, count, height=240, width=320,
   os.makedirs(image_dir, exist_ok=True)
   for file_name, image in pixels.items():
     _save_jpeg(os.path.join(image_dir, file_name), image)
-  parent = os.path.dirname(os.path.abspath(annotations_file))
-  os.makedirs(parent, exist_ok=True)
-  temporary = annotations_file + '.tmp'
-  with open(temporary, 'w') as out:
-    json.dump(instances, out)
-  os.replace(temporary, annotations_file)
+  atomic_files.write_text(annotations_file, json.dumps(instances))
   return instances

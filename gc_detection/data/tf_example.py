@@ -7,12 +7,13 @@ its size, and per-object normalised box corners, class ids and class names.
 import dataclasses
 import hashlib
 import io
-import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+
+from gc_detection import atomic_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,21 +95,19 @@ def to_tf_example(example):
 def write_tfrecord(path, examples):
   """Writes DetectionExamples to a TFRecord file atomically.
 
-  The records go to `path + '.tmp'`, which is renamed to `path` only once every
-  record is written, so a crash never leaves a truncated file under `path`.
-  Returns the number of records written.
+  The records go to a temporary file, renamed to `path` only once every
+  record is written (gc_detection.atomic_files), so a crash never leaves a
+  truncated file under `path`. Returns the number of records written.
   """
-  temporary = path + '.tmp'
   count = 0
-  try:
+
+  def write(temporary):
+    nonlocal count
     with tf.io.TFRecordWriter(temporary) as writer:
       for example in examples:
         writer.write(to_tf_example(example).SerializeToString())
         count += 1
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+  atomic_files.write_atomically(path, write)
   return count
 
 
@@ -117,11 +116,3 @@ def label_map_text(class_names):
   items = [f"item {{\n  id: {index}\n  name: '{name}'\n}}\n"
            for index, name in enumerate(class_names, start=1)]
   return ''.join(items)
-
-
-def write_text_atomically(path, text):
-  """Writes text to path through a temporary file and a rename."""
-  temporary = path + '.tmp'
-  with open(temporary, 'w') as out:
-    out.write(text)
-  os.replace(temporary, path)

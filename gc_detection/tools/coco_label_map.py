@@ -28,11 +28,18 @@ import sys
 from absl import app
 from absl import flags
 
-_ANNOTATIONS_FILE = flags.DEFINE_multi_string(
-    'annotations_file', None, 'COCO instances JSON; repeat for every split. '
-    'All must have the same categories.')
-_OUTPUT_PATH = flags.DEFINE_string(
-    'output_path', None, 'Where the label map (pbtxt) goes.')
+from gc_detection import atomic_files
+
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _ANNOTATIONS_FILE, _OUTPUT_PATH  # pylint: disable=global-statement
+  _ANNOTATIONS_FILE = flags.DEFINE_multi_string(
+      'annotations_file', None, 'COCO instances JSON; repeat for every split. '
+      'All must have the same categories.')
+  _OUTPUT_PATH = flags.DEFINE_string(
+      'output_path', None, 'Where the label map (pbtxt) goes.')
 
 
 class CocoFormatError(ValueError):
@@ -130,10 +137,7 @@ def label_map_text(names):
 def write_label_map(annotations_files, output_path):
   """Writes the label map of the files' categories atomically; returns {id: name}."""
   names = categories_of_files(annotations_files)
-  temporary = output_path + '.tmp'
-  with open(temporary, 'w') as out:
-    out.write(label_map_text(names))
-  os.replace(temporary, output_path)
+  atomic_files.write_text(output_path, label_map_text(names))
   return names
 
 
@@ -153,4 +157,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -111,12 +111,17 @@ def compile_protos(proto_dir, output_root):
   return written
 
 
-_PROTO_DIR = flags.DEFINE_string(
-    'proto_dir', os.path.join(_REPO_ROOT, 'protos'),
-    'Directory of the .proto sources.')
-_OUTPUT_ROOT = flags.DEFINE_string(
-    'output_root', _REPO_ROOT,
-    'Directory that holds the gc_detection package to write into.')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _PROTO_DIR, _OUTPUT_ROOT  # pylint: disable=global-statement
+  _PROTO_DIR = flags.DEFINE_string(
+      'proto_dir', os.path.join(_REPO_ROOT, 'protos'),
+      'Directory of the .proto sources.')
+  _OUTPUT_ROOT = flags.DEFINE_string(
+      'output_root', _REPO_ROOT,
+      'Directory that holds the gc_detection package to write into.')
 
 
 def main(argv):
@@ -127,4 +132,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   sys.exit(app.run(main))

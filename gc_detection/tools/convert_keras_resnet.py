@@ -62,19 +62,24 @@ DEPTHS = (50, 101, 152)
 FIRST_CONV = 'conv1_conv'
 CHANNEL_ORDERS = ('bgr', 'rgb')
 
-_DEPTH = flags.DEFINE_integer('depth', 50, 'ResNet depth: 50, 101 or 152.')
-_WEIGHTS = flags.DEFINE_string(
-    'weights', 'imagenet', "'imagenet' (keras downloads them), 'none' (random) "
-    'or the path of a keras.applications ResNet .h5 without top.')
-_OUTPUT_PREFIX = flags.DEFINE_string(
-    'output_prefix', None, 'Checkpoint prefix; "-0" is appended, e.g. '
-    'checkpoints/resnet50_imagenet/ckpt -> .../ckpt-0.')
-_OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Replace a checkpoint that already exists there.')
-_INPUT_CHANNEL_ORDER = flags.DEFINE_enum(
-    'input_channel_order', 'bgr', CHANNEL_ORDERS,
-    "Channel order the source weights expect: 'bgr' for keras' ImageNet "
-    "ResNets (conv1 is flipped to read the OD API's RGB), 'rgb' to copy as is.")
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _DEPTH, _WEIGHTS, _OUTPUT_PREFIX, _OVERWRITE, _INPUT_CHANNEL_ORDER  # pylint: disable=global-statement
+  _DEPTH = flags.DEFINE_integer('depth', 50, 'ResNet depth: 50, 101 or 152.')
+  _WEIGHTS = flags.DEFINE_string(
+      'weights', 'imagenet', "'imagenet' (keras downloads them), 'none' (random) "
+      'or the path of a keras.applications ResNet .h5 without top.')
+  _OUTPUT_PREFIX = flags.DEFINE_string(
+      'output_prefix', None, 'Checkpoint prefix; "-0" is appended, e.g. '
+      'checkpoints/resnet50_imagenet/ckpt -> .../ckpt-0.')
+  _OVERWRITE = flags.DEFINE_bool(
+      'overwrite', False, 'Replace a checkpoint that already exists there.')
+  _INPUT_CHANNEL_ORDER = flags.DEFINE_enum(
+      'input_channel_order', 'bgr', CHANNEL_ORDERS,
+      "Channel order the source weights expect: 'bgr' for keras' ImageNet "
+      "ResNets (conv1 is flipped to read the OD API's RGB), 'rgb' to copy as is.")
 
 
 def check_arguments(depth, weights, input_channel_order='bgr'):
@@ -305,5 +310,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   flags.mark_flag_as_required('output_prefix')
   app.run(main)

@@ -29,13 +29,20 @@ import sys
 from absl import app
 from absl import flags
 
-_RUN = flags.DEFINE_multi_string(
-    'run', None, 'NAME=MODEL_DIR of an evaluated run; repeat for more runs. '
-    'The table has one row per run, in this order.')
-_MARKDOWN_OUT = flags.DEFINE_string(
-    'markdown_out', None, 'Also write the Markdown table to this file.')
-_PLOT_OUT = flags.DEFINE_string(
-    'plot_out', None, 'Write a PNG of AP against the training step here.')
+from gc_detection import atomic_files
+
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _RUN, _MARKDOWN_OUT, _PLOT_OUT  # pylint: disable=global-statement
+  _RUN = flags.DEFINE_multi_string(
+      'run', None, 'NAME=MODEL_DIR of an evaluated run; repeat for more runs. '
+      'The table has one row per run, in this order.')
+  _MARKDOWN_OUT = flags.DEFINE_string(
+      'markdown_out', None, 'Also write the Markdown table to this file.')
+  _PLOT_OUT = flags.DEFINE_string(
+      'plot_out', None, 'Write a PNG of AP against the training step here.')
 
 # (column, summary tag written by the OD API's CocoDetectionEvaluator), in the
 # order of the paper's tables.
@@ -217,24 +224,8 @@ def markdown_table(results):
   return text
 
 
-def _write_atomically(path, write):
-  """Calls write(temporary_path), then renames the file to path."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  temporary = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
-  try:
-    write(temporary)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-
-
 def write_markdown(path, text):
-  def write(temporary):
-    with open(temporary, 'w') as out:
-      out.write(text)
-  _write_atomically(path, write)
+  atomic_files.write_text(path, text)
 
 
 def write_ap_plot(path, results):
@@ -258,7 +249,8 @@ def write_ap_plot(path, results):
   axes.legend()
   figure.tight_layout()
   try:
-    _write_atomically(path, lambda temporary: figure.savefig(temporary, format='png'))
+    atomic_files.write_atomically(
+        path, lambda temporary: figure.savefig(temporary, format='png'))
   finally:
     pyplot.close(figure)
 
@@ -290,5 +282,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   flags.mark_flag_as_required('run')
   app.run(main)

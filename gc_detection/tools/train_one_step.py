@@ -26,27 +26,33 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 DEFAULT_CONFIG = os.path.join(
     _REPO_ROOT, 'pipeline_configs', 'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
 
-_PIPELINE_CONFIG_PATH = flags.DEFINE_string(
-    'pipeline_config_path', DEFAULT_CONFIG, 'pipeline.config of the model.')
-_NUM_STEPS = flags.DEFINE_integer('num_steps', 1, 'Training steps to run.')
-_NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Generated images.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the data and the weights.')
-_VERBOSE = flags.DEFINE_bool(
-    'verbose', False, 'Show TensorFlow and OD API warnings (deprecations).')
-_WORK_DIR = flags.DEFINE_string(
-    'work_dir', None, 'Where the generated TFRecord and label map go '
-    '(default: a temporary directory, removed at the end).')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _PIPELINE_CONFIG_PATH, _NUM_STEPS, _NUM_IMAGES, _SEED, _VERBOSE, _WORK_DIR  # pylint: disable=global-statement
+  _PIPELINE_CONFIG_PATH = flags.DEFINE_string(
+      'pipeline_config_path', DEFAULT_CONFIG, 'pipeline.config of the model.')
+  _NUM_STEPS = flags.DEFINE_integer('num_steps', 1, 'Training steps to run.')
+  _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Generated images.')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the data and the weights.')
+  _VERBOSE = flags.DEFINE_bool(
+      'verbose', False, 'Show TensorFlow and OD API warnings (deprecations).')
+  _WORK_DIR = flags.DEFINE_string(
+      'work_dir', None, 'Where the generated TFRecord and label map go '
+      '(default: a temporary directory, removed at the end).')
 
 
 def write_shapes_dataset(work_dir, seed, num_images):
   """Writes shapes.tfrecord and label_map.pbtxt; returns their paths."""
   from gc_detection.data import shapes  # pylint: disable=g-import-not-at-top
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
   from gc_detection.data import tf_example  # pylint: disable=g-import-not-at-top
 
   record_path = os.path.join(work_dir, 'shapes.tfrecord')
   label_map_path = os.path.join(work_dir, 'label_map.pbtxt')
   tf_example.write_tfrecord(record_path, shapes.generate(seed, num_images))
-  tf_example.write_text_atomically(
+  atomic_files.write_text(
       label_map_path, tf_example.label_map_text(shapes.SHAPE_COLOURS))
   return record_path, label_map_path
 
@@ -149,4 +155,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

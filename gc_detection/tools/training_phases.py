@@ -34,21 +34,28 @@ import sys
 from absl import app
 from absl import flags
 
+from gc_detection import atomic_files
+
 BLOCK = '[gc_detection.protos.global_context]'
 PHASE2_CONFIG = 'pipeline_phase2.config'
 PHASE2_MARKER = 'phase2_started'
 STEPS_PER_BLOCK = 100  # model_lib_v2's NUM_STEPS_PER_ITERATION
 DEFAULT_CHECKPOINT_EVERY_N = 1000  # model_main_tf2's default
 
-_ACTION = flags.DEFINE_enum('action', None, ['plan', 'switch'], 'What to do.')
-_PIPELINE_CONFIG_PATH = flags.DEFINE_string('pipeline_config_path', None,
-                                            'pipeline.config of the run.')
-_MODEL_DIR = flags.DEFINE_string('model_dir', None, 'The run\'s model_dir.')
-_NUM_TRAIN_STEPS = flags.DEFINE_integer(
-    'num_train_steps', None, 'Total steps (default: train_config.num_steps).')
-_CHECKPOINT_EVERY_N = flags.DEFINE_integer(
-    'checkpoint_every_n', DEFAULT_CHECKPOINT_EVERY_N,
-    'The --checkpoint_every_n passed to model_main_tf2.')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _ACTION, _PIPELINE_CONFIG_PATH, _MODEL_DIR, _NUM_TRAIN_STEPS, _CHECKPOINT_EVERY_N  # pylint: disable=global-statement
+  _ACTION = flags.DEFINE_enum('action', None, ['plan', 'switch'], 'What to do.')
+  _PIPELINE_CONFIG_PATH = flags.DEFINE_string('pipeline_config_path', None,
+                                              'pipeline.config of the run.')
+  _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'The run\'s model_dir.')
+  _NUM_TRAIN_STEPS = flags.DEFINE_integer(
+      'num_train_steps', None, 'Total steps (default: train_config.num_steps).')
+  _CHECKPOINT_EVERY_N = flags.DEFINE_integer(
+      'checkpoint_every_n', DEFAULT_CHECKPOINT_EVERY_N,
+      'The --checkpoint_every_n passed to model_main_tf2.')
 
 
 class PhaseError(ValueError):
@@ -107,11 +114,6 @@ def latest_step(model_dir):
       'step/.ATTRIBUTES/VARIABLE_VALUE'))
 
 
-def _write_atomically(path, text):
-  from gc_detection.data import tf_example  # pylint: disable=g-import-not-at-top
-  tf_example.write_text_atomically(path, text)
-
-
 def phase2_pipeline(pipeline):
   """The phase-2 pipeline: second_phase_optimizer as train_config.optimizer."""
   from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
@@ -168,7 +170,7 @@ def plan(pipeline_config_path, model_dir, num_train_steps=None,
 
   phase2_path = os.path.join(model_dir, PHASE2_CONFIG)
   os.makedirs(model_dir, exist_ok=True)
-  _write_atomically(phase2_path, text_format.MessageToString(phase2_pipeline(pipeline)))
+  atomic_files.write_text(phase2_path, text_format.MessageToString(phase2_pipeline(pipeline)))
   started = os.path.exists(os.path.join(model_dir, PHASE2_MARKER))
   return Plan(2, first, total, current, every_n(min(current, first), first),
               every_n(max(current, first), total), phase2_path, started)
@@ -209,7 +211,7 @@ def switch(pipeline_config_path, model_dir):
   # max_to_keep=None: the phase-1 checkpoints stay; the trainer prunes later.
   manager = tf.train.CheckpointManager(checkpoint, model_dir, max_to_keep=None)
   saved = manager.save()
-  _write_atomically(os.path.join(model_dir, PHASE2_MARKER),
+  atomic_files.write_text(os.path.join(model_dir, PHASE2_MARKER),
                     f'phase 2 starts at step {int(step.numpy())} from {latest}; '
                     f'weights without optimizer state in {saved}\n')
   return saved, int(step.numpy())
@@ -230,5 +232,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   flags.mark_flags_as_required(['action', 'pipeline_config_path', 'model_dir'])
   app.run(main)

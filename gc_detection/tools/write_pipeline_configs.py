@@ -576,9 +576,14 @@ def write_all(output_dir):
   return paths
 
 
-_OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', os.path.join(_REPO_ROOT, 'pipeline_configs'),
-    'Where the configs are written.')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _OUTPUT_DIR  # pylint: disable=global-statement
+  _OUTPUT_DIR = flags.DEFINE_string(
+      'output_dir', os.path.join(_REPO_ROOT, 'pipeline_configs'),
+      'Where the configs are written.')
 
 
 def main(argv):
@@ -589,4 +594,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
