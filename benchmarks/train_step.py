@@ -20,15 +20,9 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from model_pairs import PAIRS  # benchmarks/ is on sys.path when run as a script
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAIRS = {
-    'faster_rcnn_r50': (
-        'faster_rcnn_resnet50_v1_600x1024_coco.config',
-        'faster_rcnn_resnet50_v1_gc_600x1024_coco.config'),
-    'retinanet_r50': (
-        'ssd_resnet50_v1_fpn_640x640_coco.config',
-        'ssd_resnet50_v1_fpn_gc_640x640_coco.config'),
-}
 
 _SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Images per step.')
