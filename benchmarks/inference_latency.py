@@ -25,13 +25,18 @@ from model_pairs import PAIRS  # benchmarks/ is on sys.path when run as a script
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_PAIRS = flags.DEFINE_list('pairs', ['faster_rcnn_r50', 'retinanet_r50'],
-                           f'Pairs to compare: {", ".join(PAIRS)}.')
-_SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
-_ROUNDS = flags.DEFINE_integer('rounds', 10, 'Timed calls per model.')
-_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed calls per model.')
-_WORK_DIR = flags.DEFINE_string('work_dir', None,
-                                'Where the exports go (default: a temp dir).')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _PAIRS, _SIZE, _ROUNDS, _WARMUP, _WORK_DIR  # pylint: disable=global-statement
+  _PAIRS = flags.DEFINE_list('pairs', ['faster_rcnn_r50', 'retinanet_r50'],
+                             f'Pairs to compare: {", ".join(PAIRS)}.')
+  _SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
+  _ROUNDS = flags.DEFINE_integer('rounds', 10, 'Timed calls per model.')
+  _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed calls per model.')
+  _WORK_DIR = flags.DEFINE_string('work_dir', None,
+                                  'Where the exports go (default: a temp dir).')
 
 
 def export(config_name, size, output_dir):
@@ -104,4 +109,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

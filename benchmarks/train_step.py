@@ -24,19 +24,20 @@ from model_pairs import PAIRS  # benchmarks/ is on sys.path when run as a script
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
-_BATCH = flags.DEFINE_integer('batch', 1, 'Images per step.')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed steps per model.')
-_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps per model (tracing).')
-_PAIR = flags.DEFINE_enum('pair', 'faster_rcnn_r50', list(PAIRS), 'Models to compare.')
+def _define_flags():
+  """Defines the command-line flags; only when run as a program, so that
+  importing this module next to other gc_detection tools cannot clash in
+  absl's global flag registry."""
+  global _SIZE, _BATCH, _ROUNDS, _WARMUP, _PAIR  # pylint: disable=global-statement
+  _SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
+  _BATCH = flags.DEFINE_integer('batch', 1, 'Images per step.')
+  _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed steps per model.')
+  _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps per model (tracing).')
+  _PAIR = flags.DEFINE_enum('pair', 'faster_rcnn_r50', list(PAIRS), 'Models to compare.')
 
 
-def build_train_step(config_name, size, batch):
-  """Returns a zero-argument function that runs one training step."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
-  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
-  from object_detection.core import standard_fields as fields  # pylint: disable=g-import-not-at-top
+def load_model_config(config_name, size):
+  """The model config of a shipped pipeline.config, resized to size x size."""
   from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
 
   configs = config_util.get_configs_from_pipeline_file(
@@ -48,7 +49,17 @@ def build_train_step(config_name, size, batch):
   else:
     resizer.keep_aspect_ratio_resizer.min_dimension = size
     resizer.keep_aspect_ratio_resizer.max_dimension = size
-  model = model_builder.build(model_config, is_training=True)
+  return model_config
+
+
+def build_train_step(config_name, size, batch):
+  """Returns a zero-argument function that runs one training step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
+  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from object_detection.core import standard_fields as fields  # pylint: disable=g-import-not-at-top
+
+  model = model_builder.build(load_model_config(config_name, size), is_training=True)
   # The same optimizer for every model (the configs differ: Adam for GC), and
   # a tiny learning rate so random weights stay finite over the timed steps.
   optimizer = tf.keras.optimizers.SGD(learning_rate=1e-7, momentum=0.9)
@@ -106,4 +117,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
