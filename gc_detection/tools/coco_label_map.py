@@ -7,8 +7,9 @@ label map (it matches `name` or `display_name`), and a name missing from the
 label map becomes id -1, so the box is silently dropped. The label map must
 therefore hold exactly the JSON's category names and ids. Deriving it from the
 JSON's `categories` makes that true for any COCO-format dataset; for COCO 2017
-it gives the same ids (1..90, with COCO's gaps) and names as the OD API's
-`object_detection/data/mscoco_label_map.pbtxt`.
+it gives the same ids (1..90, with COCO's gaps) and names as
+`object_detection/data/mscoco_label_map.pbtxt` in tensorflow/models (the PyPI
+sdist of the OD API does not ship that file).
 
 It also checks what would otherwise fail deep inside `create_coco_tf_record.py`
 with a bare KeyError or assertion: the files must parse, have `images` and
