@@ -8,9 +8,10 @@ batch size it measures, stock and GC alternately in one run:
   several steps after warm-up;
 - the GC module's share of that step: its forward + backward on the same
   feature-map shape, timed alone, as a share of the GC model's step;
-- the module's share of the model's FLOPs: counted by the TF profiler on the
-  forward graphs (module alone and whole GC model), cross-checked against the
-  count from the shapes;
+- the module's share of the training step's FLOPs: the TF profiler on the
+  traced stock and GC steps (the difference is the module's forward and
+  backward), with the module's forward count cross-checked against the count
+  from the shapes; the FLOP ratio is the floor the time ratio can reach;
 - peak resident memory of a training step, each model in a fresh process;
 - latency of the stock-exported SavedModel (benchmarks/inference_latency.py).
 
@@ -68,42 +69,42 @@ def module_flops_from_shapes(tokens, channels, num_heads=4, num_layers=1, ratio=
   return num_layers * per_layer
 
 
-def profiled_flops(function, *specs):
-  """Float operations the TF profiler counts in function's graph for specs."""
+def graph_flops(graph):
+  """Float operations the TF profiler counts in a graph."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  concrete = tf.function(function).get_concrete_function(*specs)
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options['output'] = 'none'
-  profile = tf.compat.v1.profiler.profile(graph=concrete.graph, options=options)
-  return profile.total_float_ops
+  return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
 
 
-def flops_shares(gc_config, size):
-  """(module FLOPs profiled, module FLOPs from shapes, whole-model FLOPs).
+def profiled_flops(function, *specs):
+  """Float operations in the graph of a Python function traced for specs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return graph_flops(tf.function(function).get_concrete_function(*specs).graph)
 
-  Forward pass, batch 1, inference graph of the GC model at size x size.
-  """
+
+def training_step_flops(run):
+  """Float operations of a traced training step (build_train_step's result)."""
+  run()  # traces the step and creates the variables
+  return graph_flops(run.tf_function.get_concrete_function().graph)
+
+
+def module_flops(gc_config, size):
+  """(module forward FLOPs by the profiler, the same from the shapes)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from train_step import load_model_config  # pylint: disable=g-import-not-at-top
-  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from gc_detection.models import global_context_settings as settings_lib  # pylint: disable=g-import-not-at-top
 
   model_config = load_model_config(gc_config, size)
-  meta_architecture = model_config.WhichOneof('model')
-  stride, channels = MODULE_INPUT[meta_architecture]
-  model = model_builder.build(model_config, is_training=False)
-  layer = model._feature_extractor.global_context  # pylint: disable=protected-access
-  image_spec = tf.TensorSpec([1, size, size, 3], tf.float32)
-
-  def forward(images):
-    preprocessed, true_shapes = model.preprocess(images)
-    return model.predict(preprocessed, true_shapes)
-  whole = profiled_flops(forward, image_spec)
+  stride, channels = MODULE_INPUT[model_config.WhichOneof('model')]
+  settings = settings_lib.GlobalContextSettings()
+  layer = settings_lib.make_global_context_layer(settings, channels)
   side = -(-size // stride)
   feature_spec = tf.TensorSpec([1, side, side, channels], tf.float32)
-  module = profiled_flops(lambda features: layer(features), feature_spec)
-  from_shapes = module_flops_from_shapes(side * side, channels, layer.num_heads,
-                                         layer.num_layers, layer.bottleneck_ratio)
-  return module, from_shapes, whole
+  profiled = profiled_flops(lambda features: layer(features), feature_spec)
+  return profiled, module_flops_from_shapes(side * side, channels, settings.num_heads,
+                                            settings.num_layers,
+                                            settings.bottleneck_ratio)
 
 
 # --- Time -------------------------------------------------------------------------
@@ -201,20 +202,29 @@ def main(argv):
   for pair in values.pairs:
     stock_config, gc_config = PAIRS[pair]
     for size in sizes:
-      module, from_shapes, whole = flops_shares(gc_config, size)
+      module, from_shapes = module_flops(gc_config, size)
       for batch in batches:
         steps = {'stock': build_train_step(stock_config, size, batch),
                  'gc': build_train_step(gc_config, size, batch),
                  'module': module_step(gc_config, size, batch)}
+        stock_flops = training_step_flops(steps['stock'])
+        gc_flops = training_step_flops(steps['gc'])
         medians = time_alternately(steps, rounds, values.warmup)
         ratio = medians['gc'] / medians['stock']
         train_rows.append([pair, f'{size}x{size}', batch,
                            f'{medians["stock"] * 1e3:.0f}', f'{medians["gc"] * 1e3:.0f}',
                            f'{ratio:.3f}'])
         time_share = medians['module'] / medians['gc']
-        flop_share = module / whole
+        # Training: forward + backward = 3x the forward matmuls (the backward
+        # needs two matmuls per forward one).
+        module_train = 3 * from_shapes * batch
+        flop_share = module_train / gc_flops
         share_rows.append([pair, f'{size}x{size}', batch, f'{module / 1e9:.2f}',
-                           f'{from_shapes / 1e9:.2f}', f'{whole / 1e9:.1f}',
+                           f'{from_shapes / 1e9:.2f}', f'{stock_flops / 1e9:.1f}',
+                           f'{gc_flops / 1e9:.1f}',
+                           f'{(gc_flops - stock_flops) / 1e9:.1f}',
+                           f'{module_train / 1e9:.1f}',
+                           f'{(stock_flops + module_train) / stock_flops:.3f}',
                            f'{flop_share:.1%}', f'{time_share:.1%}',
                            f'{time_share / flop_share:.2f}'])
         print(f'{pair} {size} batch {batch}: step GC/stock {ratio:.3f}, module '
@@ -249,13 +259,19 @@ def main(argv):
       'models alternating, graph mode (tf.function around the OD API\'s '
       'eager_train_step), float32, momentum SGD for both.',
       '## The module\'s share: FLOPs and time',
-      markdown_table(['model', 'input', 'batch', 'module GFLOP (profiler)',
-                      'module GFLOP (shapes)', 'model GFLOP', 'FLOP share',
-                      'time share', 'time / FLOP share'], share_rows),
-      'FLOPs: forward, batch 1, TF profiler on the inference graph; the '
-      'shapes count is matmuls only. Time share: the module\'s forward + '
-      'backward alone at the same feature shape and batch, divided by the GC '
-      'model\'s training step.',
+      markdown_table(['model', 'input', 'batch', 'module fwd GFLOP (profiler, batch 1)',
+                      'module fwd GFLOP (shapes, batch 1)', 'stock step GFLOP',
+                      'GC step GFLOP', 'GC - stock (profiler)',
+                      'module fwd+bwd GFLOP (shapes)', 'FLOP floor of GC / stock',
+                      'FLOP share', 'time share', 'time / FLOP share'], share_rows),
+      'Step GFLOP: the TF profiler on the traced training steps; it counts '
+      'only ops whose shapes are static, so "GC - stock" can exceed the '
+      'module (the module restores static shapes the stock graph lacks). '
+      'The module\'s training FLOPs are therefore taken from the shapes '
+      '(3x the forward matmuls, cross-checked with the profiler on the module '
+      'alone); FLOP share = those / GC step GFLOP; the floor is (stock + '
+      'module) / stock. Time share: the module\'s forward + backward alone at '
+      'the same feature shape and batch, divided by the GC model\'s step time.',
   ]
   if memory_rows:
     sections += ['## Peak resident memory of a training step',
