@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -137,17 +136,10 @@ def module_step(gc_config, size, batch):
   return step
 
 
-def time_alternately(functions, rounds, warmup):
+def median_times(functions, rounds, warmup):
   """{name: median seconds per call}, the functions called in turn."""
-  for function in functions.values():
-    for _ in range(warmup):
-      function()
-  samples = {name: [] for name in functions}
-  for _ in range(rounds):
-    for name, function in functions.items():
-      started = time.perf_counter()
-      function()
-      samples[name].append(time.perf_counter() - started)
+  from inference_latency import time_alternately  # pylint: disable=g-import-not-at-top
+  samples = time_alternately(functions, rounds, warmup)
   return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -209,7 +201,7 @@ def main(argv):
                  'module': module_step(gc_config, size, batch)}
         stock_flops = training_step_flops(steps['stock'])
         gc_flops = training_step_flops(steps['gc'])
-        medians = time_alternately(steps, rounds, values.warmup)
+        medians = median_times(steps, rounds, values.warmup)
         ratio = medians['gc'] / medians['stock']
         train_rows.append([pair, f'{size}x{size}', batch,
                            f'{medians["stock"] * 1e3:.0f}', f'{medians["gc"] * 1e3:.0f}',
@@ -246,7 +238,7 @@ def main(argv):
               config, size, os.path.join(work_dir, f'{pair}_{size}_{label}'))
           signature = tf.saved_model.load(saved_model).signatures['serving_default']
           detect[label] = lambda s=signature: s(input_tensor=image)
-        medians = time_alternately(detect, max(rounds, 5), values.warmup)
+        medians = median_times(detect, max(rounds, 5), values.warmup)
         latency_rows.append([pair, f'{size}x{size}', f'{medians["stock"] * 1e3:.0f}',
                              f'{medians["gc"] * 1e3:.0f}',
                              f'{medians["gc"] / medians["stock"]:.3f}'])
