@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from conftest import run_python
+import tiny_configs
 from gc_detection.tools import convert_keras_resnet as convert_lib
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')
@@ -87,13 +88,7 @@ def assert_backbone_holds(backbone, reference):
 def _build_detection_model(path, size):
   """Builds a training model from `path` at size x size and creates its variables."""
   configs = config_util.get_configs_from_pipeline_file(path)
-  meta_architecture = configs['model'].WhichOneof('model')
-  resizer = getattr(configs['model'], meta_architecture).image_resizer
-  if resizer.HasField('fixed_shape_resizer'):
-    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
-  else:
-    resizer.keep_aspect_ratio_resizer.min_dimension = size
-    resizer.keep_aspect_ratio_resizer.max_dimension = size
+  tiny_configs.set_square_input(configs['model'], size)
   model = model_builder.build(configs['model'], is_training=True)
   model.provide_groundtruth(
       groundtruth_boxes_list=[tf.constant([[0.1, 0.1, 0.6, 0.6]])],

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from conftest import run_python
+import tiny_configs
 import gc_detection
 from gc_detection import _autoregister
 from gc_detection import registry
@@ -36,12 +37,7 @@ def _small(configs, size=None):
   """Shrinks the input of a Faster R-CNN (64 px) or SSD (160 px) config."""
   meta_architecture = configs['model'].WhichOneof('model')
   size = size or (IMAGE_SIZE if meta_architecture == 'faster_rcnn' else 160)
-  resizer = getattr(configs['model'], meta_architecture).image_resizer
-  if resizer.HasField('fixed_shape_resizer'):
-    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
-  else:
-    resizer.keep_aspect_ratio_resizer.min_dimension = size
-    resizer.keep_aspect_ratio_resizer.max_dimension = size
+  tiny_configs.set_square_input(configs['model'], size)
   return configs
 
 

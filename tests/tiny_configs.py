@@ -30,14 +30,18 @@ def configs(config_name, size, tmp_path, block=None):
   path = tmp_path / f'{len(os.listdir(tmp_path))}.config'
   path.write_text(text)
   result = config_util.get_configs_from_pipeline_file(str(path))
-  meta_architecture = result['model'].WhichOneof('model')
-  resizer = getattr(result['model'], meta_architecture).image_resizer
+  set_square_input(result['model'], size)
+  return result
+
+
+def set_square_input(model_config, size):
+  """Makes the model resize its input to size x size (either resizer kind)."""
+  resizer = getattr(model_config, model_config.WhichOneof('model')).image_resizer
   if resizer.HasField('fixed_shape_resizer'):
     resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
   else:
     resizer.keep_aspect_ratio_resizer.min_dimension = size
     resizer.keep_aspect_ratio_resizer.max_dimension = size
-  return result
 
 
 def built_model(model_configs, size):
