@@ -25,13 +25,13 @@ Before timing it checks that the chunked and unchunked paths of the layer agree
 
 Usage, from the checkout root (on an otherwise idle 2-core machine the default
 run takes about 5 minutes, --quick under 2):
-  .venv/bin/python benchmarks/attention.py [--quick] [--markdown PATH]
+  .venv/bin/python benchmarks/attention.py [--quick] [--markdown BENCHMARKS.md]
+(--markdown rewrites the "attention" section of that file, see
+benchmarks/markdown_report.py)
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -44,6 +44,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf
 
 from gc_detection.layers import GlobalContextAttention
+import markdown_report  # benchmarks/ is on sys.path when run as a script
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 CHANNELS = 1024
@@ -77,7 +78,8 @@ def parse_args(argv):
       help='Timed repetitions per measurement (default: 7, or 3 with --quick).')
   parser.add_argument(
       '--markdown', metavar='PATH', default=None,
-      help='Also write the tables as Markdown to PATH.')
+      help='Also write the tables as the "attention" section of this Markdown '
+      'file (BENCHMARKS.md), replacing the previous run.')
   # Internal: one peak-memory measurement, run by the parent in a fresh process.
   parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -392,23 +394,8 @@ def memory_results(quick):
 
 
 def machine_description(matmul_seconds):
-  """Rows (key, value) describing the machine and the software."""
-  cpu = platform.processor() or 'unknown'
-  with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
-    for line in cpuinfo:
-      if line.startswith('model name'):
-        cpu = line.split(':', 1)[1].strip()
-        break
-  with open('/proc/meminfo', encoding='utf-8') as meminfo:
-    total_kib = int(meminfo.readline().split()[1])
-  return [
-      ('CPU', cpu),
-      ('cores usable', f'{len(os.sched_getaffinity(0))} (of {os.cpu_count()})'),
-      ('RAM', f'{total_kib / 2**20:.1f} GiB'),
-      ('TensorFlow', f'{tf.__version__} (Keras '
-       f'{importlib.metadata.version("keras")}), oneDNN '
-       f'{"off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"}'),
-      ('Python', platform.python_version()),
+  """Rows (key, value) describing the machine, the software and its matmul rate."""
+  return markdown_report.machine_rows() + [
       ('float32 matmul rate',
        f'{matmul_gflops(statistics.median(matmul_seconds)):.0f} GFLOP/s: median '
        f'of {len(matmul_seconds)} {MATMUL_SIZE}x{MATMUL_SIZE}x{MATMUL_SIZE} '
@@ -550,14 +537,6 @@ def text_table(headers, rows):
   return '\n'.join(lines)
 
 
-def markdown_table(headers, rows):
-  """A Markdown table."""
-  lines = ['| ' + ' | '.join(map(str, headers)) + ' |',
-           '|' + '|'.join('---' for _ in headers) + '|']
-  lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
-  return '\n'.join(lines)
-
-
 def report_sections(args, matmul_seconds, max_diff, times, stages, memory):
   """The report as a list of (title, headers, rows, notes)."""
   matmul_rate = matmul_gflops(statistics.median(matmul_seconds))
@@ -628,16 +607,16 @@ def report_sections(args, matmul_seconds, max_diff, times, stages, memory):
 
 def print_report(sections, markdown_path):
   """Prints the sections as text; writes them as Markdown to markdown_path."""
-  text, markdown = [], ['# GlobalContextAttention benchmark']
+  text, markdown = [], ['## GlobalContextAttention layer']
   for title, headers, rows, notes in sections:
     text += ['', title, '=' * len(title), text_table(headers, rows)]
     text += [f'* {note}' for note in notes]
-    markdown += ['', f'## {title}', '', markdown_table(headers, rows), '']
+    markdown += ['', f'### {title}', '',
+                 markdown_report.markdown_table(headers, rows), '']
     markdown += ['- ' + note.replace('*', r'\*') for note in notes]
   print('\n'.join(text))
   if markdown_path:
-    with open(markdown_path, 'w', encoding='utf-8') as output:
-      output.write('\n'.join(markdown) + '\n')
+    markdown_report.replace_section(markdown_path, 'attention', '\n'.join(markdown))
 
 
 def main(argv):
