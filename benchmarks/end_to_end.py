@@ -13,11 +13,16 @@ batch size it measures, stock and GC alternately in one run:
   backward), with the module's forward count cross-checked against the count
   from the shapes; the FLOP ratio is the floor the time ratio can reach;
 - peak resident memory of a training step, each model in a fresh process;
-- latency of the stock-exported SavedModel (benchmarks/inference_latency.py).
+- the module's share of the op time inside a profiled GC step, and for a
+  step that misses its target, the layers whose op time differs most between
+  stock and GC (benchmarks/step_profile.py);
+- latency of the stock-exported SavedModel (benchmarks/inference_latency.py);
+- the issue's targets, each MET or MISSED.
 
-Usage:
+Usage (the default matrix takes about 50 minutes on an idle 2-core machine):
   .venv/bin/python benchmarks/end_to_end.py [--pairs=faster_rcnn_r50,retinanet_r50] \
-      [--sizes=640,1024] [--batches=1,2] [--rounds=5] [--markdown=PATH]
+      [--sizes=640,1024] [--batches=1,2] [--rounds=5] [--markdown=BENCHMARKS.md]
+  --markdown rewrites the "end_to_end" section of that file.
   --quick: one size (256), batch 1, 2 rounds: checks that everything runs.
 """
 import json
@@ -48,8 +53,11 @@ def _define_flags():
   flags.DEFINE_bool('quick', False, 'One small size, batch 1, 2 rounds.')
   flags.DEFINE_bool('skip_memory', False, 'Do not measure peak memory.')
   flags.DEFINE_bool('skip_inference', False, 'Do not export and time inference.')
-  flags.DEFINE_string('markdown', None, 'Also write the report as Markdown here.')
+  flags.DEFINE_string('markdown', None, 'Also write the report as the '
+                      '"end_to_end" section of this Markdown file (BENCHMARKS.md).')
+  flags.DEFINE_integer('latency_rounds', 10, 'Timed calls per exported model.')
   flags.DEFINE_string('child', None, 'Internal: JSON spec of a memory child.')
+  flags.DEFINE_string('measure', None, 'Internal: JSON spec of a measurement child.')
 
 
 # --- FLOPs ----------------------------------------------------------------------
@@ -68,18 +76,28 @@ def module_flops_from_shapes(tokens, channels, num_heads=4, num_layers=1, ratio=
   return num_layers * per_layer
 
 
-def graph_flops(graph):
-  """Float operations the TF profiler counts in a graph."""
+# Op types whose FLOPs module_flops_from_shapes counts.
+MATMUL_OP_TYPES = ['MatMul', 'BatchMatMul.*']
+
+
+def graph_flops(graph, op_types=None):
+  """Float operations the TF profiler counts in a graph.
+
+  op_types: regexes of the op types to count (default: every op).
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options['output'] = 'none'
+  if op_types:
+    options['account_type_regexes'] = op_types
   return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
 
 
-def profiled_flops(function, *specs):
+def profiled_flops(function, *specs, op_types=None):
   """Float operations in the graph of a Python function traced for specs."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return graph_flops(tf.function(function).get_concrete_function(*specs).graph)
+  return graph_flops(tf.function(function).get_concrete_function(*specs).graph,
+                     op_types)
 
 
 def training_step_flops(run):
@@ -89,7 +107,7 @@ def training_step_flops(run):
 
 
 def module_flops(gc_config, size):
-  """(module forward FLOPs by the profiler, the same from the shapes)."""
+  """(module forward matmul FLOPs by the profiler, the same from the shapes)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from train_step import load_model_config  # pylint: disable=g-import-not-at-top
   from gc_detection.models import global_context_settings as settings_lib  # pylint: disable=g-import-not-at-top
@@ -100,7 +118,8 @@ def module_flops(gc_config, size):
   layer = settings_lib.make_global_context_layer(settings, channels)
   side = -(-size // stride)
   feature_spec = tf.TensorSpec([1, side, side, channels], tf.float32)
-  profiled = profiled_flops(lambda features: layer(features), feature_spec)
+  profiled = profiled_flops(lambda features: layer(features), feature_spec,
+                            op_types=MATMUL_OP_TYPES)
   return profiled, module_flops_from_shapes(side * side, channels, settings.num_heads,
                                             settings.num_layers,
                                             settings.bottleneck_ratio)
@@ -136,13 +155,6 @@ def module_step(gc_config, size, batch):
   return step
 
 
-def median_times(functions, rounds, warmup):
-  """{name: median seconds per call}, the functions called in turn."""
-  from inference_latency import time_alternately  # pylint: disable=g-import-not-at-top
-  samples = time_alternately(functions, rounds, warmup)
-  return {name: statistics.median(values) for name, values in samples.items()}
-
-
 # --- Memory -----------------------------------------------------------------------
 
 
@@ -168,11 +180,235 @@ def peak_memory_kib(config, size, batch):
 
 # --- Report -----------------------------------------------------------------------
 
+# The issue's targets: training step GC / stock per (pair, size), exported
+# latency GC / stock at 640, and the module's time share within 1.5x of its
+# FLOP share.
+TRAIN_TARGETS = {('faster_rcnn_r50', 640): 1.05, ('faster_rcnn_r50', 1024): 1.10,
+                 ('retinanet_r50', 640): 1.05, ('retinanet_r50', 1024): 1.05}
+LATENCY_TARGET = (640, 1.05)
+SHARE_TARGET = 1.5
 
-def markdown_table(headers, rows):
-  lines = ['| ' + ' | '.join(headers) + ' |', '|' + '---|' * len(headers)]
-  lines += ['| ' + ' | '.join(str(cell) for cell in row) + ' |' for row in rows]
-  return '\n'.join(lines)
+
+def verdict(met):
+  return 'MET' if met else 'MISSED'
+
+
+def paired_ratios(samples):
+  """GC / stock of each round (the two ran back to back): median, min, max."""
+  ratios = [gc / stock for gc, stock in zip(samples['gc'], samples['stock'])]
+  return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def module_op_share(op_times):
+  """Share of the GC step's summed op time spent in the module's ops."""
+  import step_profile  # pylint: disable=g-import-not-at-top
+  groups = step_profile.by_group(op_times)
+  return groups[step_profile.MODULE_GROUP] / sum(groups.values())
+
+
+class Results:
+  """Rows of the report's tables, filled as the measurements come in."""
+
+  TABLES = ('train', 'share', 'memory', 'latency', 'targets', 'profiles')
+
+  def __init__(self):
+    for table in self.TABLES:
+      setattr(self, table, [])
+
+  def as_dict(self):
+    return {table: getattr(self, table) for table in self.TABLES}
+
+  def extend(self, tables):
+    for table in self.TABLES:
+      getattr(self, table).extend(tables[table])
+
+
+def measure_training(pair, size, batch, rounds, warmup, results):
+  """Times, FLOPs and the op profile of stock vs GC training steps."""
+  import step_profile  # pylint: disable=g-import-not-at-top
+  from train_step import build_train_step  # pylint: disable=g-import-not-at-top
+
+  stock_config, gc_config = PAIRS[pair]
+  module, from_shapes = module_flops(gc_config, size)
+  steps = {'stock': build_train_step(stock_config, size, batch),
+           'gc': build_train_step(gc_config, size, batch),
+           'module': module_step(gc_config, size, batch)}
+  stock_flops = training_step_flops(steps['stock'])
+  gc_flops = training_step_flops(steps['gc'])
+  from inference_latency import time_alternately  # pylint: disable=g-import-not-at-top
+  samples = time_alternately(steps, rounds, warmup)
+  medians = {name: statistics.median(values) for name, values in samples.items()}
+  ratio = medians['gc'] / medians['stock']
+  paired, low, high = paired_ratios(samples)
+  target = TRAIN_TARGETS.get((pair, size))
+  label = f'{size}x{size}'
+  results.train.append([pair, label, batch, f'{medians["stock"] * 1e3:.0f}',
+                        f'{medians["gc"] * 1e3:.0f}', f'{ratio:.3f}',
+                        f'{paired:.3f} ({low:.3f}-{high:.3f})'])
+  if target:
+    results.targets.append([f'training step {pair} {label} batch {batch}: GC / '
+                            f'stock <= {target}', f'{ratio:.3f}',
+                            verdict(ratio <= target)])
+
+  op_times = {name: step_profile.op_times_ms(steps[name]) for name in ('stock', 'gc')}
+  in_graph_share = module_op_share(op_times['gc'])
+  time_share = medians['module'] / medians['gc']
+  # Training: forward + backward = 3x the forward matmuls (the backward
+  # needs two matmuls per forward one).
+  module_train = 3 * from_shapes * batch
+  flop_share = module_train / gc_flops
+  floor = (stock_flops + module_train) / stock_flops
+  results.share.append([
+      pair, label, batch, f'{module / 1e9:.2f}', f'{from_shapes / 1e9:.2f}',
+      f'{stock_flops / 1e9:.1f}', f'{gc_flops / 1e9:.1f}',
+      f'{module_train / 1e9:.1f}', f'{floor:.3f}', f'{flop_share:.1%}',
+      f'{time_share:.1%}', f'{in_graph_share:.1%}',
+      f'{time_share / flop_share:.2f}'])
+  results.targets.append([
+      f'module {pair} {label} batch {batch}: time share within {SHARE_TARGET}x '
+      'of FLOP share', f'{time_share / flop_share:.2f}x',
+      verdict(1 / SHARE_TARGET <= time_share / flop_share <= SHARE_TARGET)])
+  if target and ratio > target:
+    stock_groups = step_profile.by_group(op_times['stock'])
+    gc_groups = step_profile.by_group(op_times['gc'])
+    rows = [[name, f'{stock:.0f}', f'{gc:.0f}', f'{gc - stock:+.0f}'] for name, stock, gc
+            in step_profile.largest_differences(stock_groups, gc_groups)]
+    rows.append(['all ops', f'{sum(stock_groups.values()):.0f}',
+                 f'{sum(gc_groups.values()):.0f}',
+                 f'{sum(gc_groups.values()) - sum(stock_groups.values()):+.0f}'])
+    results.profiles.append((f'{pair} {label} batch {batch} (GC / stock {ratio:.3f}, '
+                             f'FLOP floor {floor:.3f})', rows))
+  print(f'{pair} {size} batch {batch}: step GC/stock {ratio:.3f} (floor '
+        f'{floor:.3f}), module time share {time_share:.1%} alone, '
+        f'{in_graph_share:.1%} in the step, FLOP share {flop_share:.1%}', flush=True)
+
+
+def measure_memory(pair, size, batch, results):
+  stock_config, gc_config = PAIRS[pair]
+  stock_kib = peak_memory_kib(stock_config, size, batch)
+  gc_kib = peak_memory_kib(gc_config, size, batch)
+  results.memory.append([
+      pair, f'{size}x{size}', batch,
+      f'{stock_kib / 1024:.0f}' if stock_kib else 'failed',
+      f'{gc_kib / 1024:.0f}' if gc_kib else 'failed',
+      f'{gc_kib / stock_kib:.3f}' if stock_kib and gc_kib else '-'])
+
+
+def measure_latency(pair, size, rounds, warmup, work_dir, results):
+  """Exports stock and GC with the stock exporter and times serving_default."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import inference_latency  # pylint: disable=g-import-not-at-top
+  detect = {}
+  image = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, 3)),
+                      tf.uint8)
+  for label, config in zip(('stock', 'gc'), PAIRS[pair]):
+    saved_model = inference_latency.export(
+        config, size, os.path.join(work_dir, f'{pair}_{size}_{label}'))
+    signature = tf.saved_model.load(saved_model).signatures['serving_default']
+    detect[label] = lambda s=signature: s(input_tensor=image)
+  samples = inference_latency.time_alternately(detect, rounds, warmup)
+  medians = {name: statistics.median(values) for name, values in samples.items()}
+  ratio = medians['gc'] / medians['stock']
+  paired, low, high = paired_ratios(samples)
+  results.latency.append([pair, f'{size}x{size}', f'{medians["stock"] * 1e3:.0f}',
+                          f'{medians["gc"] * 1e3:.0f}', f'{ratio:.3f}',
+                          f'{paired:.3f} ({low:.3f}-{high:.3f})'])
+  target_size, target = LATENCY_TARGET
+  if size == target_size:
+    results.targets.append([f'exported latency {pair} {size}x{size}: GC / stock <= '
+                            f'{target}', f'{ratio:.3f}', verdict(ratio <= target)])
+  print(f'{pair} {size}: exported latency GC/stock {ratio:.3f}', flush=True)
+
+
+def report(results, rounds, warmup, latency_rounds, pending=0):
+  """BENCHMARKS.md's "end_to_end" section (`pending` combinations still to come)."""
+  import markdown_report  # pylint: disable=g-import-not-at-top
+  table = markdown_report.markdown_table
+  command = ' '.join(['benchmarks/end_to_end.py'] + sys.argv[1:])
+  sections = [
+      '## End to end: stock vs GC detectors',
+      table(['item', 'value'], markdown_report.machine_rows()),
+  ]
+  if pending:
+    sections.append(f'- **Partial report: {pending} (model, size) measurement(s) '
+                    'still to come.**')
+  sections += [
+      f'- Command: `{command}`',
+      '- Models: the shipped pipeline configs (benchmarks/model_pairs.py) '
+      'resized to a square input, random weights, float32. Stock and GC are '
+      'measured alternately in one process, so noise hits both alike.',
+      '### Training step',
+      table(['model', 'input', 'batch', 'stock ms', 'GC ms', 'GC / stock',
+             'per-round GC / stock: median (range)'], results.train),
+      f'- Median of {rounds} steps per model after {warmup} warm-up steps, graph '
+      'mode (the OD API\'s eager_train_step in a tf.function, as the stock '
+      'trainer runs it), momentum SGD for both. The per-round ratios pair '
+      'each GC step with the stock step next to it; their range shows the noise.',
+      '### The module\'s share: FLOPs and time',
+      table(['model', 'input', 'batch', 'module fwd matmul GFLOP (profiler, batch 1)',
+             'module fwd matmul GFLOP (shapes, batch 1)', 'stock step GFLOP',
+             'GC step GFLOP', 'module fwd+bwd GFLOP', 'FLOP floor of GC / stock',
+             'FLOP share', 'time share (alone)', 'op-time share (in the step)',
+             'time / FLOP share'], results.share),
+      '- Step GFLOP: the TF profiler on the traced training steps. It counts '
+      'only ops whose shapes are static, so the module\'s training FLOPs come '
+      'from the shapes (3x the forward matmuls: the backward needs two matmuls '
+      'per forward one), cross-checked against the profiler on the module '
+      'alone (first two GFLOP columns). FLOP share = module fwd+bwd / GC step; '
+      'floor = (stock step + module fwd+bwd) / stock step, the GC / stock time '
+      'ratio if the module ran as fast per FLOP as the rest.',
+      '- Time share (alone): the module\'s forward + backward in its own '
+      'tf.function at the same feature shape and batch, divided by the GC '
+      'step. Op-time share: the module\'s ops as a share of all op time in a '
+      'profiled GC step (benchmarks/step_profile.py); ops overlap on 2 cores, '
+      'so this is a share of op time, not of wall time.',
+  ]
+  if results.profiles:
+    sections.append('### Where the time goes (training steps that miss their target)')
+    for title, rows in results.profiles:
+      sections += [f'{title}:', table(['part', 'stock op ms', 'GC op ms', 'GC - stock'],
+                                      rows)]
+    sections.append(
+        '- Op time per step from the TF profiler, summed by part of the model '
+        '(forward and gradient ops together; benchmarks/step_profile.py), the '
+        'largest differences first. '
+        'Differences outside the module come from data-dependent work (NMS, '
+        'target assignment, proposal sampling) on different random weights, '
+        'and from noise.')
+  if results.memory:
+    sections += ['### Peak resident memory of a training step',
+                 table(['model', 'input', 'batch', 'stock MiB', 'GC MiB',
+                        'GC / stock'], results.memory),
+                 '- Each model in a fresh process running two training steps '
+                 '(ru_maxrss).']
+  if results.latency:
+    sections += ['### Exported SavedModel latency',
+                 table(['model', 'input', 'stock ms', 'GC ms', 'GC / stock',
+                        'per-round GC / stock: median (range)'], results.latency),
+                 '- The OD API\'s exporter (exporter_lib_v2, image_tensor), batch 1, '
+                 f'uint8 input; median of {latency_rounds} calls per model after '
+                 f'{warmup} warm-up calls, models alternating.']
+  sections += ['### Targets', table(['target', 'measured', 'verdict'], results.targets)]
+  return '\n\n'.join(sections) + '\n'
+
+
+def measure_main(spec):
+  """Child process: training and latency of one pair at one size.
+
+  Each (pair, size) runs in a fresh process so that the models, traced
+  graphs and SavedModels of one measurement cannot pile up in memory.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel('ERROR')
+  results = Results()
+  for batch in spec['batches']:
+    measure_training(spec['pair'], spec['size'], batch, spec['rounds'], spec['warmup'],
+                     results)
+  if not spec['skip_inference']:
+    measure_latency(spec['pair'], spec['size'], spec['latency_rounds'], spec['warmup'],
+                    spec['work_dir'], results)
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
+  atomic_files.write_text(spec['output'], json.dumps(results.as_dict()))
 
 
 def main(argv):
@@ -181,106 +417,39 @@ def main(argv):
   if values.child:
     child_main(json.loads(values.child))
     return
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.get_logger().setLevel('ERROR')
-  from train_step import build_train_step  # pylint: disable=g-import-not-at-top
-  import inference_latency  # pylint: disable=g-import-not-at-top
+  if values.measure:
+    measure_main(json.loads(values.measure))
+    return
 
   sizes = [256] if values.quick else [int(size) for size in values.sizes]
   batches = [1] if values.quick else [int(batch) for batch in values.batches]
   rounds = 2 if values.quick else values.rounds
-  train_rows, share_rows, memory_rows, latency_rows = [], [], [], []
+  latency_rounds = max(rounds, values.latency_rounds)
+  results = Results()
   work_dir = tempfile.mkdtemp(prefix='gc_end_to_end_')
-  for pair in values.pairs:
-    stock_config, gc_config = PAIRS[pair]
-    for size in sizes:
-      module, from_shapes = module_flops(gc_config, size)
+  combinations = [(pair, size) for pair in values.pairs for size in sizes]
+  for done, (pair, size) in enumerate(combinations, start=1):
+    output = os.path.join(work_dir, f'{pair}_{size}.json')
+    spec = {'pair': pair, 'size': size, 'batches': batches, 'rounds': rounds,
+            'warmup': values.warmup, 'latency_rounds': latency_rounds,
+            'skip_inference': values.skip_inference, 'work_dir': work_dir,
+            'output': output}
+    completed = subprocess.run([sys.executable, os.path.abspath(__file__),
+                                f'--measure={json.dumps(spec)}'], check=False)
+    if completed.returncode != 0:
+      sys.exit(f'measuring {pair} at {size}x{size} failed (exit status '
+               f'{completed.returncode}); the report keeps what was measured before')
+    with open(output) as measured:
+      results.extend(json.load(measured))
+    if not values.skip_memory:
       for batch in batches:
-        steps = {'stock': build_train_step(stock_config, size, batch),
-                 'gc': build_train_step(gc_config, size, batch),
-                 'module': module_step(gc_config, size, batch)}
-        stock_flops = training_step_flops(steps['stock'])
-        gc_flops = training_step_flops(steps['gc'])
-        medians = median_times(steps, rounds, values.warmup)
-        ratio = medians['gc'] / medians['stock']
-        train_rows.append([pair, f'{size}x{size}', batch,
-                           f'{medians["stock"] * 1e3:.0f}', f'{medians["gc"] * 1e3:.0f}',
-                           f'{ratio:.3f}'])
-        time_share = medians['module'] / medians['gc']
-        # Training: forward + backward = 3x the forward matmuls (the backward
-        # needs two matmuls per forward one).
-        module_train = 3 * from_shapes * batch
-        flop_share = module_train / gc_flops
-        share_rows.append([pair, f'{size}x{size}', batch, f'{module / 1e9:.2f}',
-                           f'{from_shapes / 1e9:.2f}', f'{stock_flops / 1e9:.1f}',
-                           f'{gc_flops / 1e9:.1f}',
-                           f'{(gc_flops - stock_flops) / 1e9:.1f}',
-                           f'{module_train / 1e9:.1f}',
-                           f'{(stock_flops + module_train) / stock_flops:.3f}',
-                           f'{flop_share:.1%}', f'{time_share:.1%}',
-                           f'{time_share / flop_share:.2f}'])
-        print(f'{pair} {size} batch {batch}: step GC/stock {ratio:.3f}, module '
-              f'time share {time_share:.1%} vs FLOP share {flop_share:.1%}',
-              flush=True)
-        if not values.skip_memory:
-          stock_kib = peak_memory_kib(stock_config, size, batch)
-          gc_kib = peak_memory_kib(gc_config, size, batch)
-          memory_rows.append([pair, f'{size}x{size}', batch,
-                              f'{stock_kib / 1024:.0f}' if stock_kib else 'failed',
-                              f'{gc_kib / 1024:.0f}' if gc_kib else 'failed',
-                              f'{gc_kib / stock_kib:.3f}' if stock_kib and gc_kib else '-'])
-      if not values.skip_inference:
-        detect = {}
-        image = tf.constant(np.random.default_rng(0).integers(
-            0, 256, (1, size, size, 3)), tf.uint8)
-        for label, config in (('stock', stock_config), ('gc', gc_config)):
-          saved_model = inference_latency.export(
-              config, size, os.path.join(work_dir, f'{pair}_{size}_{label}'))
-          signature = tf.saved_model.load(saved_model).signatures['serving_default']
-          detect[label] = lambda s=signature: s(input_tensor=image)
-        medians = median_times(detect, max(rounds, 5), values.warmup)
-        latency_rows.append([pair, f'{size}x{size}', f'{medians["stock"] * 1e3:.0f}',
-                             f'{medians["gc"] * 1e3:.0f}',
-                             f'{medians["gc"] / medians["stock"]:.3f}'])
-
-  sections = [
-      '## Training step (stock vs GC)',
-      markdown_table(['model', 'input', 'batch', 'stock ms', 'GC ms', 'GC / stock'],
-                     train_rows),
-      f'Median of {rounds} steps per model after {values.warmup} warm-up steps, '
-      'models alternating, graph mode (tf.function around the OD API\'s '
-      'eager_train_step), float32, momentum SGD for both.',
-      '## The module\'s share: FLOPs and time',
-      markdown_table(['model', 'input', 'batch', 'module fwd GFLOP (profiler, batch 1)',
-                      'module fwd GFLOP (shapes, batch 1)', 'stock step GFLOP',
-                      'GC step GFLOP', 'GC - stock (profiler)',
-                      'module fwd+bwd GFLOP (shapes)', 'FLOP floor of GC / stock',
-                      'FLOP share', 'time share', 'time / FLOP share'], share_rows),
-      'Step GFLOP: the TF profiler on the traced training steps; it counts '
-      'only ops whose shapes are static, so "GC - stock" can exceed the '
-      'module (the module restores static shapes the stock graph lacks). '
-      'The module\'s training FLOPs are therefore taken from the shapes '
-      '(3x the forward matmuls, cross-checked with the profiler on the module '
-      'alone); FLOP share = those / GC step GFLOP; the floor is (stock + '
-      'module) / stock. Time share: the module\'s forward + backward alone at '
-      'the same feature shape and batch, divided by the GC model\'s step time.',
-  ]
-  if memory_rows:
-    sections += ['## Peak resident memory of a training step',
-                 markdown_table(['model', 'input', 'batch', 'stock MiB', 'GC MiB',
-                                 'GC / stock'], memory_rows),
-                 'Each model in a fresh process running two steps; ru_maxrss.']
-  if latency_rows:
-    sections += ['## Exported SavedModel latency',
-                 markdown_table(['model', 'input', 'stock ms', 'GC ms', 'GC / stock'],
-                                latency_rows),
-                 'Stock exporter (image_tensor), batch 1, uint8 input, medians, '
-                 'models alternating.']
-  report = '\n\n'.join(sections) + '\n'
-  print('\n' + report)
-  if values.markdown:
-    from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
-    atomic_files.write_text(values.markdown, report)
+        measure_memory(pair, size, batch, results)
+    text = report(results, rounds, values.warmup, latency_rounds,
+                  pending=len(combinations) - done)
+    if values.markdown:
+      import markdown_report  # pylint: disable=g-import-not-at-top
+      markdown_report.replace_section(values.markdown, 'end_to_end', text)
+  print('\n' + text)
 
 
 if __name__ == '__main__':
