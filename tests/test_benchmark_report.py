@@ -1,0 +1,144 @@
+"""The benchmarks' shared pieces: BENCHMARKS.md sections, FLOP counts, op profiles.
+
+The benchmarks themselves take an hour and are not run here; what they rest on
+is: the section writer that regenerates BENCHMARKS.md, the module FLOP count
+from shapes (checked against the TF profiler), and the op-time profile reader.
+"""
+import collections
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, 'benchmarks'))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import end_to_end
+import markdown_report
+import step_profile
+from gc_detection.layers import GlobalContextAttention
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+
+def _read(path):
+  with open(path, encoding='utf-8') as document:
+    return document.read()
+
+
+def test_replace_section_creates_the_document(tmp_path):
+  path = str(tmp_path / 'BENCHMARKS.md')
+  markdown_report.replace_section(path, 'first', '## First\n\nrow 1\n')
+  assert _read(path) == (f'{markdown_report.DOCUMENT_TITLE}\n\n'
+                         f'{markdown_report.DOCUMENT_INTRO}\n\n'
+                         '<!-- begin: first -->\n## First\n\nrow 1\n'
+                         '<!-- end: first -->\n')
+
+
+def test_replace_section_rewrites_only_its_own_section(tmp_path):
+  path = str(tmp_path / 'BENCHMARKS.md')
+  markdown_report.replace_section(path, 'first', 'old first')
+  markdown_report.replace_section(path, 'second', 'second body')
+  before = _read(path)
+  markdown_report.replace_section(path, 'first', 'new first\nover two lines')
+  after = _read(path)
+  assert after == before.replace('old first', 'new first\nover two lines')
+  assert markdown_report.section_text(path, 'first') == 'new first\nover two lines\n'
+  assert markdown_report.section_text(path, 'second') == 'second body\n'
+  assert markdown_report.section_text(path, 'third') is None
+  # A body with regex replacement syntax is written literally.
+  markdown_report.replace_section(path, 'second', r'\1 \g<0> $1')
+  assert markdown_report.section_text(path, 'second') == '\\1 \\g<0> $1\n'
+  assert os.listdir(tmp_path) == ['BENCHMARKS.md']  # no temporary file left
+
+
+@pytest.mark.parametrize('text', [
+    '<!-- begin: first -->\nno end\n',
+    'no begin\n<!-- end: first -->\n',
+    '<!-- end: first -->\n<!-- begin: first -->\n',
+    '<!-- begin: first -->\n<!-- end: first -->\n' * 2,
+])
+def test_malformed_document_is_refused_and_kept(tmp_path, text):
+  path = tmp_path / 'BENCHMARKS.md'
+  path.write_text(text)
+  with pytest.raises(markdown_report.MalformedReportError,
+                     match=r'BENCHMARKS\.md.*<!-- begin: first -->'):
+    markdown_report.replace_section(str(path), 'first', 'body')
+  assert path.read_text() == text
+
+
+def test_committed_benchmarks_md_holds_every_generated_section():
+  path = os.path.join(REPO_ROOT, 'BENCHMARKS.md')
+  for name, command in (('attention', 'benchmarks/attention.py'),
+                        ('end_to_end', 'benchmarks/end_to_end.py')):
+    body = markdown_report.section_text(path, name)
+    assert body is not None, f'BENCHMARKS.md lacks the generated section {name}'
+    assert command in body and '| CPU |' in body and '| verdict |' in body
+
+
+def test_machine_rows_name_the_stack():
+  rows = dict(markdown_report.machine_rows())
+  assert rows['TensorFlow'].startswith(tf.__version__)
+  assert rows['cores usable'].startswith(str(len(os.sched_getaffinity(0))))
+
+
+@pytest.mark.parametrize('side,channels,heads,layers', [(20, 256, 4, 1),
+                                                        (9, 128, 2, 2)])
+def test_module_flops_from_shapes_match_the_tf_profiler(side, channels, heads, layers):
+  layer = GlobalContextAttention(num_heads=heads, num_layers=layers)
+  spec = tf.TensorSpec([1, side, side, channels], tf.float32)
+  matmuls = end_to_end.profiled_flops(lambda features: layer(features), spec,
+                                      op_types=end_to_end.MATMUL_OP_TYPES)
+  every_op = end_to_end.profiled_flops(lambda features: layer(features), spec)
+  from_shapes = end_to_end.module_flops_from_shapes(side * side, channels, heads,
+                                                    layers)
+  assert matmuls == from_shapes
+  # Element-wise ops (bias, scale, softmax, residual) add a few percent.
+  assert from_shapes < every_op < 1.1 * from_shapes
+
+
+def test_paired_ratios_pair_rounds():
+  samples = {'stock': [1.0, 2.0, 4.0], 'gc': [1.1, 2.0, 5.0]}
+  assert end_to_end.paired_ratios(samples) == pytest.approx((1.1, 1.0, 1.25))
+
+
+@pytest.mark.parametrize('op_name,group', [
+    ('model_3/conv4_block1_1_conv/Conv2D', 'ResNet conv4'),
+    ('gradient_tape/model/conv2_block3_2_conv/Conv2D/Conv2DBackpropInput',
+     'ResNet conv2'),
+    ('model_1/conv1_conv/Conv2D', 'ResNet conv1'),
+    ('gradient_tape/model/global_context/MatMul/MatMul_1', 'global_context'),
+    ('gradient_tape/ResNet50V1_FPN/global_context/MatMul', 'global_context'),
+    ('ResNet50V1_FPN/model/conv5_block3_out/Relu', 'ResNet conv5'),
+    ('gradient_tape/ResNet50V1_FPN/FeatureMaps/top_down/smoothing_1_conv/Conv2D',
+     'FeatureMaps'),
+    ('BatchMultiClassNonMaxSuppression/while/Less', 'BatchMultiClassNonMaxSuppression'),
+    ('AddN_3', 'AddN_3'),
+])
+def test_group_of_names_the_part_of_the_detector(op_name, group):
+  assert step_profile.group_of(op_name) == group
+
+
+def test_op_times_find_a_layers_forward_and_gradient_ops(tmp_path):
+  inputs = tf.keras.Input([64])
+  hidden = tf.keras.layers.Dense(512, name='wide_probe')(inputs)
+  model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, name='narrow_probe')(hidden))
+  data = tf.constant(np.random.default_rng(0).normal(size=(256, 64)), tf.float32)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(model(data))
+    return tape.gradient(loss, model.trainable_variables)
+
+  step()
+  op_times = step_profile.op_times_ms(step, steps=2, log_dir=str(tmp_path))
+  assert any(name.startswith('gradient_tape/') for name in op_times)
+  groups = step_profile.by_group(op_times)
+  assert groups['wide_probe'] > 0 and groups['narrow_probe'] > 0
+  assert sum(groups.values()) == pytest.approx(sum(op_times.values()))
+  busiest = max(groups, key=groups.get)
+  differences = step_profile.largest_differences(groups, collections.Counter(), count=1)
+  assert differences == [(busiest, groups[busiest], 0)]
