@@ -27,7 +27,7 @@ if [ ! -f "$config" ]; then
   echo "train.sh: --pipeline_config_path: no such file: $config" >&2
   exit 2
 fi
-if grep -v '^[[:space:]]*#' "$config" | grep -q PATH_TO_BE_CONFIGURED; then
+if grep -v '^[[:space:]]*#' "$config" | grep PATH_TO_BE_CONFIGURED >/dev/null; then
   echo "train.sh: $config still contains PATH_TO_BE_CONFIGURED; set the data and checkpoint paths first (WORKSPACE.md)" >&2
   exit 2
 fi
