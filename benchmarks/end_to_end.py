@@ -25,6 +25,7 @@ Usage (the default matrix takes about 50 minutes on an idle 2-core machine):
   --markdown rewrites the "end_to_end" section of that file.
   --quick: one size (256), batch 1, 2 rounds: checks that everything runs.
 """
+import functools
 import json
 import os
 import resource
@@ -35,7 +36,6 @@ import tempfile
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from model_pairs import PAIRS  # benchmarks/ is on sys.path when run as a script
 
@@ -106,8 +106,12 @@ def training_step_flops(run):
   return graph_flops(run.tf_function.get_concrete_function().graph)
 
 
+@functools.lru_cache(maxsize=None)
 def module_flops(gc_config, size):
-  """(module forward matmul FLOPs by the profiler, the same from the shapes)."""
+  """(module forward matmul FLOPs by the profiler, the same from the shapes).
+
+  Per image and independent of the batch: cached across batch sizes.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from train_step import load_model_config  # pylint: disable=g-import-not-at-top
   from gc_detection.models import global_context_settings as settings_lib  # pylint: disable=g-import-not-at-top
@@ -296,17 +300,8 @@ def measure_memory(pair, size, batch, results):
 
 def measure_latency(pair, size, rounds, warmup, work_dir, results):
   """Exports stock and GC with the stock exporter and times serving_default."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import inference_latency  # pylint: disable=g-import-not-at-top
-  detect = {}
-  image = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, 3)),
-                      tf.uint8)
-  for label, config in zip(('stock', 'gc'), PAIRS[pair]):
-    saved_model = inference_latency.export(
-        config, size, os.path.join(work_dir, f'{pair}_{size}_{label}'))
-    signature = tf.saved_model.load(saved_model).signatures['serving_default']
-    detect[label] = lambda s=signature: s(input_tensor=image)
-  samples = inference_latency.time_alternately(detect, rounds, warmup)
+  samples = inference_latency.time_exported_pair(pair, size, rounds, warmup, work_dir)
   medians = {name: statistics.median(values) for name, values in samples.items()}
   ratio = medians['gc'] / medians['stock']
   paired, low, high = paired_ratios(samples)

@@ -46,20 +46,15 @@ def export(config_name, size, output_dir):
   from object_detection import exporter_lib_v2  # pylint: disable=g-import-not-at-top
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
+  from gc_detection import config_edits  # pylint: disable=g-import-not-at-top
+  from gc_detection import registry  # pylint: disable=g-import-not-at-top
   import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
 
   pipeline = pipeline_pb2.TrainEvalPipelineConfig()
   with open(os.path.join(_REPO_ROOT, 'pipeline_configs', config_name)) as f:
     text_format.Merge(f.read(), pipeline)
-  meta_architecture = pipeline.model.WhichOneof('model')
-  resizer = getattr(pipeline.model, meta_architecture).image_resizer
-  if resizer.HasField('fixed_shape_resizer'):
-    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
-  else:
-    resizer.keep_aspect_ratio_resizer.min_dimension = size
-    resizer.keep_aspect_ratio_resizer.max_dimension = size
+  config_edits.set_square_input(pipeline.model, size)
 
-  from gc_detection import registry  # pylint: disable=g-import-not-at-top
   registry.bind(pipeline)
   model = model_builder.build(pipeline.model, is_training=False)
   image = tf.zeros([1, size, size, 3])
@@ -86,22 +81,33 @@ def time_alternately(functions, rounds, warmup):
   return times
 
 
-def main(argv):
-  del argv
+def time_exported_pair(pair, size, rounds, warmup, work_dir):
+  """Exports the pair's stock and GC models and times their serving_default.
+
+  Returns:
+    {'stock': [seconds per call], 'gc': [...]}, calls alternating, on one
+    (1, size, size, 3) uint8 image.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix='gc_latency_')
-  size = _SIZE.value
   image = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, 3)),
                       tf.uint8)
+  detect = {}
+  for label, config_name in zip(('stock', 'gc'), PAIRS[pair]):
+    saved_model = export(config_name, size,
+                         os.path.join(work_dir, f'{pair}_{size}_{label}'))
+    signature = tf.saved_model.load(saved_model).signatures['serving_default']
+    detect[label] = lambda s=signature: s(input_tensor=image)
+  return time_alternately(detect, rounds, warmup)
+
+
+def main(argv):
+  del argv
+  work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix='gc_latency_')
+  size = _SIZE.value
   print(f'| model | {size}x{size} stock ms | {size}x{size} GC ms | GC / stock |')
   print('| --- | --- | --- | --- |')
   for pair in _PAIRS.value:
-    detect = {}
-    for label, config_name in zip(('stock', 'gc'), PAIRS[pair]):
-      saved_model = export(config_name, size, os.path.join(work_dir, pair, label))
-      signature = tf.saved_model.load(saved_model).signatures['serving_default']
-      detect[label] = lambda s=signature: s(input_tensor=image)
-    times = time_alternately(detect, _ROUNDS.value, _WARMUP.value)
+    times = time_exported_pair(pair, size, _ROUNDS.value, _WARMUP.value, work_dir)
     stock, gc = (statistics.median(times[k]) * 1e3 for k in ('stock', 'gc'))
     print(f'| {pair} | {stock:.0f} | {gc:.0f} | {gc / stock:.3f} |', flush=True)
   print(f'\nMedians of {_ROUNDS.value} calls per model after {_WARMUP.value} '

@@ -39,17 +39,12 @@ def _define_flags():
 def load_model_config(config_name, size):
   """The model config of a shipped pipeline.config, resized to size x size."""
   from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
+  from gc_detection import config_edits  # pylint: disable=g-import-not-at-top
 
   configs = config_util.get_configs_from_pipeline_file(
       os.path.join(_REPO_ROOT, 'pipeline_configs', config_name))
-  model_config = configs['model']
-  resizer = getattr(model_config, model_config.WhichOneof('model')).image_resizer
-  if resizer.HasField('fixed_shape_resizer'):
-    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
-  else:
-    resizer.keep_aspect_ratio_resizer.min_dimension = size
-    resizer.keep_aspect_ratio_resizer.max_dimension = size
-  return model_config
+  config_edits.set_square_input(configs['model'], size)
+  return configs['model']
 
 
 def build_train_step(config_name, size, batch):

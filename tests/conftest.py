@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, the checkout's paths, subprocess helper."""
+"""Shared test set-up: quiet TensorFlow, the checkout's paths, subprocess helpers."""
 import os
 import subprocess
 import sys
@@ -25,3 +25,9 @@ def run_python(code_or_args, timeout=600, cwd=REPO_ROOT):
   args = ['-c', code_or_args] if isinstance(code_or_args, str) else code_or_args
   return subprocess.run([sys.executable] + args, capture_output=True, text=True,
                         timeout=timeout, cwd=cwd, env=dict(os.environ))
+
+
+def run_script(name, *args, timeout=600):
+  """Runs scripts/<name> with bash from the checkout; returns CompletedProcess."""
+  return subprocess.run(['bash', os.path.join(REPO_ROOT, 'scripts', name), *args],
+                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout)

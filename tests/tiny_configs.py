@@ -14,6 +14,7 @@ import tensorflow as tf
 from conftest import REPO_ROOT
 from gc_detection.data import shapes
 from gc_detection import atomic_files
+from gc_detection.config_edits import set_square_input
 from gc_detection.data import tf_example
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')
@@ -32,16 +33,6 @@ def configs(config_name, size, tmp_path, block=None):
   result = config_util.get_configs_from_pipeline_file(str(path))
   set_square_input(result['model'], size)
   return result
-
-
-def set_square_input(model_config, size):
-  """Makes the model resize its input to size x size (either resizer kind)."""
-  resizer = getattr(model_config, model_config.WhichOneof('model')).image_resizer
-  if resizer.HasField('fixed_shape_resizer'):
-    resizer.fixed_shape_resizer.height = resizer.fixed_shape_resizer.width = size
-  else:
-    resizer.keep_aspect_ratio_resizer.min_dimension = size
-    resizer.keep_aspect_ratio_resizer.max_dimension = size
 
 
 def built_model(model_configs, size):
