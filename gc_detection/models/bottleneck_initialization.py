@@ -62,3 +62,24 @@ def initialize_from_bottleneck(layer, backbone, block, fold_batch_norm):
         reduce_kernel, expand_kernel, reduce_bias=reduce_bias,
         expand_bias=expand_bias, reduce_batch_norm=reduce_batch_norm,
         expand_batch_norm=expand_batch_norm, block_index=block_index)
+
+
+class InitializesFromBottleneck:
+  """Mixin for GC feature extractors: the registry's BOTTLENECK initialisation.
+
+  The extractor provides `global_context` (GlobalContextAttention),
+  `classification_backbone` (the Keras ResNet, None until built),
+  `source_block` (e.g. 'conv4_block6') and `gc_settings`.
+  """
+
+  def initialize_global_context_from_backbone(self):
+    """Sets the module from `source_block` of the (restored) ResNet.
+
+    Called by gc_detection.registry after a fine-tune restore when the
+    settings ask for BOTTLENECK initialisation.
+    """
+    if self.classification_backbone is None or not self.global_context.built:
+      raise ValueError(f'{type(self).__name__}.initialize_global_context_from_backbone '
+                       'needs built weights: run the detection model once first')
+    initialize_from_bottleneck(self.global_context, self.classification_backbone,
+                               self.source_block, self.gc_settings.fold_batch_norm)

@@ -24,6 +24,7 @@ C4_STAGE = 'conv4'
 
 
 class FasterRCNNResnetGCKerasFeatureExtractor(
+    bottleneck_initialization.InitializesFromBottleneck,
     stock.FasterRCNNResnetKerasFeatureExtractor):
   """The stock ResNet extractor with GlobalContextAttention after C4."""
 
@@ -73,19 +74,6 @@ class FasterRCNNResnetGCKerasFeatureExtractor(
     for variable in self.global_context.variables:
       self._variable_dict[variable.name[:-2]] = variable
     return keras_model
-
-  def initialize_global_context_from_backbone(self):
-    """Sets the module from `source_block` of the (restored) ResNet.
-
-    Called by gc_detection.registry after a fine-tune restore when the
-    settings ask for BOTTLENECK initialisation.
-    """
-    if self.classification_backbone is None or not self.global_context.built:
-      raise ValueError('initialize_global_context_from_backbone needs the '
-                       'proposal model: build the detection model first')
-    bottleneck_initialization.initialize_from_bottleneck(
-        self.global_context, self.classification_backbone, self.source_block,
-        self.gc_settings.fold_batch_norm)
 
 
 class FasterRCNNResnet50GCKerasFeatureExtractor(

@@ -21,7 +21,9 @@ C5_CHANNELS = 2048
 C5_STAGE = 'conv5'
 
 
-class SSDResNetV1FpnGCKerasFeatureExtractor(stock.SSDResNetV1FpnKerasFeatureExtractor):
+class SSDResNetV1FpnGCKerasFeatureExtractor(
+    bottleneck_initialization.InitializesFromBottleneck,
+    stock.SSDResNetV1FpnKerasFeatureExtractor):
   """The stock SSD ResNet-FPN extractor with GlobalContextAttention on C5."""
 
   def __init__(self,
@@ -100,19 +102,6 @@ class SSDResNetV1FpnGCKerasFeatureExtractor(stock.SSDResNetV1FpnKerasFeatureExtr
       return super()._extract_features(preprocessed_inputs)
     finally:
       object.__setattr__(self, 'classification_backbone', backbone)
-
-  def initialize_global_context_from_backbone(self):
-    """Sets the module from `source_block` of the (restored) ResNet.
-
-    Called by gc_detection.registry after a fine-tune restore when the
-    settings ask for BOTTLENECK initialisation.
-    """
-    if self.classification_backbone is None or not self.global_context.built:
-      raise ValueError('initialize_global_context_from_backbone needs a built '
-                       'extractor: run the detection model once first')
-    bottleneck_initialization.initialize_from_bottleneck(
-        self.global_context, self.classification_backbone, self.source_block,
-        self.gc_settings.fold_batch_norm)
 
 
 def _depth_subclass(depth):
