@@ -86,6 +86,18 @@ def gc_types():
   return sorted(name for _, types in _META_ARCHITECTURES.values() for name in types)
 
 
+# Values no sensible model has; most likely typos, and each would exhaust the
+# memory of any machine (16 blocks at 1024 px keep 16 x 268 MB of attention
+# weights for the backward pass; a chunk of 65536 queries over as many keys
+# is 68 GB).
+_UPPER_LIMITS = {
+    'num_layers': (16, 'each stacked block keeps its attention weights for the '
+                   'backward pass'),
+    'chunk_size': (65536, 'a chunk holds chunk_size x H*W attention weights per '
+                   'head'),
+}
+
+
 def settings_from_block(block):
   """Converts a GlobalContext message into GlobalContextSettings.
 
@@ -99,6 +111,11 @@ def settings_from_block(block):
     if value <= 0:
       raise ValueError(f'{BLOCK_NAME} {field}: must be a positive integer, '
                        f'got {value}')
+  for field, (largest, why) in _UPPER_LIMITS.items():
+    value = getattr(block, field)
+    if value > largest:
+      raise ValueError(f'{BLOCK_NAME} {field}: must be at most {largest}, got '
+                       f'{value} ({why})')
   if block.chunk_threshold < 0:
     raise ValueError(f'{BLOCK_NAME} chunk_threshold: must be >= 0 (0 = never '
                      f'chunk), got {block.chunk_threshold}')
@@ -409,16 +426,87 @@ def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
 
 
 def _wrap_train_loop(train_loop):
-  """Lets the fine-tune restore inside train_loop see the run's model_dir."""
+  """Checks the pipeline's files first, exposes model_dir, reports divergence.
+
+  Before training: gc_detection.training.preflight (TFRecords, label map,
+  fine_tune_checkpoint). During: the fine-tune restore can see the run's
+  model_dir. A non-finite loss (divergence_guard) ends the loop with
+  TrainingDivergedError instead of TensorFlow's assertion error.
+  """
   @functools.wraps(train_loop)
-  def train_loop_with_model_dir(pipeline_config_path, model_dir, *args, **kwargs):
+  def checked_train_loop(pipeline_config_path, model_dir, config_override=None,
+                         *args, **kwargs):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
+    from gc_detection.training import divergence_guard  # pylint: disable=g-import-not-at-top
+    from gc_detection.training import preflight  # pylint: disable=g-import-not-at-top
+
+    configs = config_util.get_configs_from_pipeline_file(
+        pipeline_config_path, config_override=config_override)
+    preflight.check_training_pipeline(
+        configs, num_input_pipelines=_input_pipelines(tf.distribute.get_strategy()))
     token = _training_model_dir.set(model_dir)
     try:
-      return train_loop(pipeline_config_path, model_dir, *args, **kwargs)
+      return train_loop(pipeline_config_path, model_dir, config_override,
+                        *args, **kwargs)
+    except tf.errors.InvalidArgumentError as error:
+      if not divergence_guard.is_divergence(error):
+        raise
+      raise divergence_guard.diverged_error(error, model_dir) from None
     finally:
       _training_model_dir.reset(token)
-  setattr(train_loop_with_model_dir, _WRAPPED, True)
-  return train_loop_with_model_dir
+  setattr(checked_train_loop, _WRAPPED, True)
+  return checked_train_loop
+
+
+def _input_pipelines(strategy):
+  """How many workers read input under `strategy` (each its own file shard)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not resolver:
+    return 1
+  cluster = resolver.cluster_spec().as_dict()
+  return max(1, len(cluster.get('worker', [])) + len(cluster.get('chief', [])))
+
+
+def _wrap_compute_losses(compute_losses_and_predictions):
+  """Guards every training step's losses (gc_detection.training.divergence_guard).
+
+  Only steps of a training loop are guarded: their training_step is the
+  global step variable. Evaluation passes None, the stock model-building dummy
+  step a Python 0.
+  """
+  @functools.wraps(compute_losses_and_predictions)
+  def compute_guarded(model, features, labels, training_step=None, **kwargs):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from gc_detection.training import divergence_guard  # pylint: disable=g-import-not-at-top
+
+    losses_dict, predictions = compute_losses_and_predictions(
+        model, features, labels, training_step=training_step, **kwargs)
+    if isinstance(training_step, tf.Variable) or tf.is_tensor(training_step):
+      losses_dict = divergence_guard.guard_losses(losses_dict, training_step)
+    return losses_dict, predictions
+  setattr(compute_guarded, _WRAPPED, True)
+  return compute_guarded
+
+
+def _wrap_get_configs(get_configs_from_pipeline_file):
+  """Turns a pipeline.config parse error into one naming file, line and field."""
+  @functools.wraps(get_configs_from_pipeline_file)
+  def get_configs_naming_errors(pipeline_config_path, *args, **kwargs):
+    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+    from gc_detection import pipeline_errors  # pylint: disable=g-import-not-at-top
+    try:
+      return get_configs_from_pipeline_file(pipeline_config_path, *args, **kwargs)
+    except text_format.ParseError as error:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      with tf.io.gfile.GFile(pipeline_config_path) as config_file:
+        text = config_file.read()
+      raise pipeline_errors.PipelineConfigError(pipeline_errors.parse_error_message(
+          pipeline_config_path, text, error)) from None
+  setattr(get_configs_naming_errors, _WRAPPED, True)
+  return get_configs_naming_errors
 
 
 def _wrap_optimizer_build(build_optimizer):
@@ -481,6 +569,7 @@ def _patch_model_builder(model_builder):
 
 
 def _patch_config_util(config_util):
+  _replace(config_util, 'get_configs_from_pipeline_file', _wrap_get_configs)
   _replace(config_util, 'create_configs_from_pipeline_proto', _wrap_create_configs)
   _replace(config_util, 'create_pipeline_proto_from_configs',
            _wrap_create_pipeline_proto)
@@ -490,6 +579,8 @@ def _patch_model_lib(model_lib):
   # model_lib captured config_util's functions in a dict at import time.
   _replace(model_lib.MODEL_BUILD_UTIL_MAP, 'create_pipeline_proto_from_configs',
            _wrap_create_pipeline_proto, is_dict=True)
+  _replace(model_lib.MODEL_BUILD_UTIL_MAP, 'get_configs_from_pipeline_file',
+           _wrap_get_configs, is_dict=True)
 
 
 def _patch_exporter_lib_v2(exporter_lib_v2):
@@ -499,6 +590,7 @@ def _patch_exporter_lib_v2(exporter_lib_v2):
 def _patch_model_lib_v2(model_lib_v2):
   _replace(model_lib_v2, 'load_fine_tune_checkpoint', _wrap_load_fine_tune_checkpoint)
   _replace(model_lib_v2, 'train_loop', _wrap_train_loop)
+  _replace(model_lib_v2, '_compute_losses_and_predictions_dicts', _wrap_compute_losses)
 
 
 def _patch_optimizer_builder(optimizer_builder):
