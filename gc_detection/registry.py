@@ -41,6 +41,7 @@ import contextvars
 import difflib
 import functools
 import logging
+import os
 import re
 import sys
 import weakref
@@ -441,6 +442,7 @@ def _wrap_train_loop(train_loop):
     from gc_detection.training import divergence_guard  # pylint: disable=g-import-not-at-top
     from gc_detection.training import preflight  # pylint: disable=g-import-not-at-top
 
+    _seed_from_environment()
     configs = config_util.get_configs_from_pipeline_file(
         pipeline_config_path, config_override=config_override)
     preflight.check_training_pipeline(
@@ -457,6 +459,30 @@ def _wrap_train_loop(train_loop):
       _training_model_dir.reset(token)
   setattr(checked_train_loop, _WRAPPED, True)
   return checked_train_loop
+
+
+SEED_VARIABLE = 'GC_DETECTION_SEED'
+
+
+def _seed_from_environment():
+  """Seeds Python, NumPy and TensorFlow from $GC_DETECTION_SEED, if set.
+
+  The stock trainer seeds nothing: its weights, input shuffling, augmentation
+  and proposal sampling differ from run to run. With the variable set, two
+  runs of the same config start from the same weights and see the same
+  batches (up to the float summation order of multi-threaded kernels).
+  """
+  value = os.environ.get(SEED_VARIABLE, '').strip()
+  if not value:
+    return
+  try:
+    seed = int(value)
+  except ValueError:
+    raise ValueError(f'{SEED_VARIABLE}: expected an integer seed, got {value!r}') from None
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.keras.utils.set_random_seed(seed)
+  logging.info('gc_detection: Python, NumPy and TensorFlow seeded with %d (%s)', seed,
+               SEED_VARIABLE)
 
 
 def _input_pipelines(strategy):
