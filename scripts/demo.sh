@@ -67,7 +67,10 @@ step "3/7 training $config for $num_steps steps (stock model_main_tf2; a line ev
 if ! GC_DETECTION_SEED="$seed" bash scripts/train.sh "--pipeline_config_path=$config" \
     "--model_dir=$model_dir" "--num_train_steps=$num_steps" --checkpoint_every_n=100 \
     --alsologtostderr 2>&1 |
-    { grep --line-buffered -E "per-step time|'Loss/total_loss'|Error|error:" || true; }; then
+    awk '/^INFO:tensorflow:Step [0-9]+ per-step time/ { step = $2; time = $5; next }
+         /Loss\/total_loss/ && step != "" { gsub(/[,}]/, "", $2);
+           printf "  step %s: %s per step, total loss %s\n", step, time, $2; fflush(); step = "" }
+         /Error|error:/ { print; fflush() }'; then
   echo "demo.sh: training failed (run the train.sh command above without the filter to see all)" >&2
   exit 1
 fi

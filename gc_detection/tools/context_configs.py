@@ -88,7 +88,9 @@ def apply_context_settings(configs, data_dir=DEFAULT_DATA_DIR, num_steps=NUM_STE
     reader.tf_record_input_reader.ClearField('input_path')
     reader.tf_record_input_reader.input_path.append(
         os.path.join(data_dir, f'{split}.tfrecord'))
-  configs['eval_config'].include_metrics_per_category = True
+  # Not include_metrics_per_category: the stock evaluator then needs a
+  # pycocotools fork with category_stats ("Category stats do not exist");
+  # gc_detection.tools.evaluate_checkpoints reports AP per class instead.
   configs['eval_config'].max_num_boxes_to_visualize = 4
   return configs
 
