@@ -38,6 +38,16 @@ if ! [[ "$num_steps" =~ ^[1-9][0-9]*00$ ]]; then
   exit 2
 fi
 
+# Runs a command with its output in log file $1; shows the log's end if it fails.
+quietly() {
+  local log_file="$1"; shift
+  if ! "$@" >"$log_file" 2>&1; then
+    tail -n 30 "$log_file" >&2
+    echo "demo.sh: failed: $* (log: $log_file)" >&2
+    exit 1
+  fi
+}
+
 started=$SECONDS
 elapsed() { printf '%d:%02d' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
 step() { log "[$(elapsed)] $*"; }
@@ -86,8 +96,8 @@ run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.evaluate_checkpoints \
 
 step "5/7 export: stock exporter_main_v2 into $export_dir"
 rm -rf "$export_dir"
-bash scripts/export.sh "--pipeline_config_path=$config" \
-  "--trained_checkpoint_dir=$model_dir" "--output_directory=$export_dir" >/dev/null
+quietly "$out_dir/export.log" bash scripts/export.sh "--pipeline_config_path=$config" \
+  "--trained_checkpoint_dir=$model_dir" "--output_directory=$export_dir"
 
 step "6/7 inference and attention maps on 6 held-out images"
 images=()
@@ -98,9 +108,10 @@ bash scripts/infer.sh "--saved_model_dir=$export_dir" \
   "--coco_annotations_file=$data_dir/val_coco.json" \
   "--output_json=$out_dir/detections.json" "--output_image_dir=$out_dir/detections"
 attention_images="$(printf '%s\n' "${images[@]#--images=}" | head -n 3 | paste -sd, -)"
-run_without_tf_noise "$VENV_PYTHON" -m gc_detection.attention_maps \
+quietly "$out_dir/attention.log" "$VENV_PYTHON" -m gc_detection.attention_maps \
   "--pipeline_config_path=$config" "--checkpoint=$model_dir" \
   "--images=$attention_images" --top_detections=2 "--output_dir=$out_dir/attention"
+log "attention maps of 3 images (2 detections each) in $out_dir/attention"
 
 step "7/7 done"
 "$VENV_PYTHON" - "$out_dir/coco_metrics.json" <<'EOF'
