@@ -56,6 +56,8 @@ def _define_flags():
   flags.DEFINE_bool('quick', False, 'A tiny run that checks the code path.')
   flags.DEFINE_bool('stock_evaluator', True, 'Cross-check the last checkpoint with '
                     'the stock evaluator.')
+  flags.DEFINE_bool('report_only', False, 'Only rewrite the report (and plot) from '
+                    'work_dir/results.json and run.json of an earlier run.')
 
 
 def _log(message):
@@ -162,6 +164,15 @@ def plot(results, path, title):
   pyplot.close(figure)
 
 
+def _percent(value):
+  return '-' if value is None else f'{value:.0f}%'
+
+
+def _mean_or_none(values):
+  values = [value for value in values if value is not None]
+  return statistics.mean(values) if values else None
+
+
 def report(results, settings, wall_seconds, plot_path):
   """The Markdown section."""
   import markdown_report  # pylint: disable=g-import-not-at-top
@@ -174,6 +185,7 @@ def report(results, settings, wall_seconds, plot_path):
     rows.append([LABELS[run['model']], run['seed'], final['step'], f'{final["AP"]:.1f}',
                  f'{final["AP50"]:.1f}'] +
                 [f'{final["per_class"][name]:.1f}' for name in classes] +
+                [f'{final["AP_class_agnostic"]:.1f}', _percent(final['class_accuracy'])] +
                 [f'{run["stock_evaluator_ap"]:.1f}' if run.get('stock_evaluator_ap')
                  is not None else '-', f'{run["train_seconds"] / 60:.1f}'])
   means = {}
@@ -183,7 +195,9 @@ def report(results, settings, wall_seconds, plot_path):
     rows.append([f'**{LABELS[model]}, mean**', '', '', f'**{means[model]:.1f}**',
                  f'{statistics.mean(f["AP50"] for f in finals):.1f}'] +
                 [f'{statistics.mean(f["per_class"][name] for f in finals):.1f}'
-                 for name in classes] + ['', ''])
+                 for name in classes] +
+                [f'{statistics.mean(f["AP_class_agnostic"] for f in finals):.1f}',
+                 _percent(_mean_or_none([f['class_accuracy'] for f in finals])), '', ''])
   gain = means['gc'] - means['stock']
   verdict = 'MET' if gain >= TARGET_AP_GAIN else 'MISSED'
   lines = [
@@ -206,7 +220,11 @@ def report(results, settings, wall_seconds, plot_path):
       '"stock eval AP" = the OD API\'s own evaluator on the same last checkpoint.',
       markdown_report.markdown_table(
           ['model', 'seed', 'step', 'AP', 'AP50'] + [f'AP {name}' for name in classes] +
-          ['stock eval AP', 'train min'], rows),
+          ['class-agnostic AP', 'class accuracy', 'stock eval AP', 'train min'], rows),
+      '- Class-agnostic AP: COCOeval with classes ignored (how well disks are found). '
+      'Class accuracy: of the objects found (a detection with IoU >= 0.5), the share '
+      'whose best detection has the right class; a detector blind to the cue scores '
+      f'{100 / len(classes):.0f}%.',
       f'- GC - stock, mean AP over seeds: **{gain:+.1f}** (target >= '
       f'{TARGET_AP_GAIN:g}: {verdict}).',
   ]
@@ -223,6 +241,15 @@ def main(argv):
   from gc_detection.tools import context_configs  # pylint: disable=g-import-not-at-top
   from gc_detection.tools import make_context_dataset  # pylint: disable=g-import-not-at-top
 
+  if values.report_only:
+    if not values.work_dir:
+      sys.exit('--report_only needs the --work_dir of an earlier run')
+    with open(os.path.join(values.work_dir, 'results.json')) as results_file:
+      results = json.load(results_file)
+    with open(os.path.join(values.work_dir, 'run.json')) as run_file:
+      run_info = json.load(run_file)
+    _write_report(results, run_info['settings'], run_info['wall_seconds'], values)
+    return
   if values.quick:
     num_train, num_val, steps, batch, seeds = 8, 4, 100, 1, ['0']
   else:
@@ -259,24 +286,30 @@ def main(argv):
   from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
   atomic_files.write_text(os.path.join(work_dir, 'results.json'),
                           json.dumps(results, indent=2))
-  plot_path = values.plot or os.path.join(work_dir, 'context_ap_vs_step.png')
-  plot(results, plot_path, f'Context dataset: {len(seeds)} seed(s), {steps} steps, '
-       f'batch {batch}')
   command = ' '.join(arg for arg in sys.argv[1:] if not arg.startswith('--work_dir'))
   settings = {'command': command, 'num_train': num_train, 'num_val': num_val,
               'size': spec.size, 'data_seed': values.data_seed,
               'min_cue_distance': spec.min_cue_distance, 'num_steps': steps,
-              'batch_size': batch,
+              'batch_size': batch, 'seeds': seeds, 'work_dir': work_dir,
               'learning_rate': values.learning_rate or context_configs.LEARNING_RATE}
-  text, gain = report(results, settings, time.perf_counter() - started,
-                      plot_path if values.plot else None)
+  wall_seconds = time.perf_counter() - started
+  atomic_files.write_text(os.path.join(work_dir, 'run.json'), json.dumps(
+      {'settings': settings, 'wall_seconds': wall_seconds}, indent=2))
+  _write_report(results, settings, wall_seconds, values)
+
+
+def _write_report(results, settings, wall_seconds, values):
+  """Plot, Markdown section (if asked) and the table on stdout."""
+  plot_path = values.plot or os.path.join(settings['work_dir'], 'context_ap_vs_step.png')
+  plot(results, plot_path, f'Context dataset: {len(settings["seeds"])} seed(s), '
+       f'{settings["num_steps"]} steps, batch {settings["batch_size"]}')
+  text, gain = report(results, settings, wall_seconds, plot_path if values.plot else None)
   if values.markdown:
     import markdown_report  # pylint: disable=g-import-not-at-top
     markdown_report.replace_section(values.markdown, 'context', text)
   print(text)
-  _log(f'GC - stock mean AP {gain:+.1f}; results in {work_dir}/results.json, plot '
-       f'{plot_path}')
-
+  _log(f'GC - stock mean AP {gain:+.1f}; results in {settings["work_dir"]}/results.json, '
+       f'plot {plot_path}')
 
 if __name__ == '__main__':
   _define_flags()
