@@ -134,6 +134,18 @@ def stock_evaluator_ap(config, model_dir, log_path):
   return values[max(values)] if values else None
 
 
+def attention_shares(config, model_dir, data_dir):
+  """benchmarks/context_attention.py on a GC run (a fresh process); returns its dict."""
+  completed = subprocess.run(
+      [_venv_python(), os.path.join(REPO_ROOT, 'benchmarks', 'context_attention.py'),
+       f'--pipeline_config_path={config}', f'--checkpoint={model_dir}',
+       f'--data_dir={data_dir}'], cwd=REPO_ROOT, capture_output=True, text=True,
+      check=False)
+  if completed.returncode != 0:
+    raise RuntimeError(f'attention shares of {model_dir} failed: {completed.stderr[-2000:]}')
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def plot(results, path, title):
   """AP against step: one thin line per run, the mean over seeds bold."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -228,6 +240,19 @@ def report(results, settings, wall_seconds, plot_path):
       f'- GC - stock, mean AP over seeds: **{gain:+.1f}** (target >= '
       f'{TARGET_AP_GAIN:g}: {verdict}).',
   ]
+  shares = [run['attention'] for run in results if run.get('attention')]
+  if shares:
+    def mean(name):
+      return statistics.mean(share[name] for share in shares)
+    lines.append(
+        f'- Where the GC model looks (benchmarks/context_attention.py; the C4 cell under '
+        f'each object\'s centre as the query, mean over heads, {shares[0]["objects"]} '
+        f'objects of {shares[0]["images"]} held-out images, mean of {len(shares)} '
+        f'run(s)): {mean("on_cue_strip"):.0%} of the weight on the cells of the cue\'s '
+        f'strip, which are {mean("cue_strip_cells"):.1%} of the cells (uniform '
+        f'attention would give that); {mean("reaching_cue"):.0%} on cells whose own '
+        f'receptive field reaches the cue ({mean("reaching_cells"):.0%} of the cells); '
+        f'{mean("own_cell"):.1%} on the query\'s own cell.')
   if plot_path:
     lines.append(f'![AP against step]({os.path.relpath(plot_path, REPO_ROOT)})')
   return '\n\n'.join(lines) + '\n', gain
@@ -248,6 +273,14 @@ def main(argv):
       results = json.load(results_file)
     with open(os.path.join(values.work_dir, 'run.json')) as run_file:
       run_info = json.load(run_file)
+    for run in results:  # runs made before the attention shares were measured
+      if run['model'] == 'gc' and 'attention' not in run:
+        run['attention'] = attention_shares(
+            os.path.join(values.work_dir, 'runs', 'gc', 'pipeline.config'),
+            run['model_dir'], os.path.join(values.work_dir, 'data'))
+    from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
+    atomic_files.write_text(os.path.join(values.work_dir, 'results.json'),
+                            json.dumps(results, indent=2))
     _write_report(results, run_info['settings'], run_info['wall_seconds'], values)
     return
   if values.quick:
@@ -276,6 +309,9 @@ def main(argv):
                          os.path.join(model_dir, 'coco_metrics.json'))
       run = {'model': model, 'seed': seed, 'train_seconds': seconds, 'metrics': metrics,
              'model_dir': model_dir}
+      if model == 'gc':
+        run['attention'] = attention_shares(configs[model], model_dir,
+                                            os.path.join(work_dir, 'data'))
       if values.stock_evaluator:
         run['stock_evaluator_ap'] = stock_evaluator_ap(configs[model], model_dir,
                                                        model_dir + '.eval.log')
