@@ -8,13 +8,26 @@ the OD API reads a pipeline.config into a PipelineConfigError built here.
 """
 import re
 
+from google.protobuf import text_format
+
 # A field name followed by its colon: "num_heads:", "first_phase_steps :".
 _FIELD_WITH_COLON = re.compile(r'([A-Za-z_]\w*)\s*:')
 _TRAILING_NAME = re.compile(r'([A-Za-z_]\w*)\s*$')
 
 
-class PipelineConfigError(ValueError):
-  """pipeline.config does not parse; the message names file, line and field."""
+class PipelineConfigError(text_format.ParseError, ValueError):
+  """pipeline.config does not parse; the message names file, line and field.
+
+  Still a text_format.ParseError (with its line and column), so code that
+  catches the OD API's own parse errors keeps working.
+  """
+
+  def __init__(self, message, line=None, column=None):
+    super().__init__(message, line, column)
+    self._message = message
+
+  def __str__(self):  # ParseError would prefix "line:column : "; the message has it
+    return self._message
 
 
 def _offset(text, line, column):

@@ -529,8 +529,9 @@ def _wrap_get_configs(get_configs_from_pipeline_file):
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       with tf.io.gfile.GFile(pipeline_config_path) as config_file:
         text = config_file.read()
-      raise pipeline_errors.PipelineConfigError(pipeline_errors.parse_error_message(
-          pipeline_config_path, text, error)) from None
+      raise pipeline_errors.PipelineConfigError(
+          pipeline_errors.parse_error_message(pipeline_config_path, text, error),
+          error.GetLine(), error.GetColumn()) from None
   setattr(get_configs_naming_errors, _WRAPPED, True)
   return get_configs_naming_errors
 
