@@ -9,6 +9,10 @@ registry patches it. So `python -m object_detection.model_main_tf2` and
 `python -m object_detection.exporter_main_v2` know the GC types with no change
 to OD API files.
 
+The compatibility shims (gc_detection.compat) are applied right *before*
+any of these modules, or of SHIMMED_MODULES, runs: on TensorFlow >= 2.16 the
+OD API's `inputs` and `model_lib` cannot even be imported without them.
+
 Set GC_DETECTION_AUTOREGISTER=0 to switch it off.
 """
 import importlib.abc
@@ -26,10 +30,18 @@ TRIGGER_MODULES = frozenset({
     'object_detection.model_lib_v2',
     'object_detection.builders.optimizer_builder',
 })
+# Not patched, but they need gc_detection.compat applied before they run:
+# `from tensorflow.compat.v1 import estimator` at import time (inputs,
+# model_lib), Pillow 9's ImageFont.getsize (visualization_utils).
+SHIMMED_MODULES = frozenset({
+    'object_detection.inputs',
+    'object_detection.model_lib',
+    'object_detection.utils.visualization_utils',
+})
 
 
 class _PatchAfterExec(importlib.abc.Loader):
-  """Runs the real loader, then the registry's patch for the module."""
+  """Applies the shims, runs the real loader, then the registry's patch."""
 
   def __init__(self, loader):
     self._loader = loader
@@ -38,16 +50,19 @@ class _PatchAfterExec(importlib.abc.Loader):
     return self._loader.create_module(spec)
 
   def exec_module(self, module):
+    from gc_detection import compat  # pylint: disable=g-import-not-at-top
+    compat.apply()
     self._loader.exec_module(module)
-    from gc_detection import registry  # pylint: disable=g-import-not-at-top
-    registry.on_module_imported(module.__name__)
+    if module.__name__ in TRIGGER_MODULES:
+      from gc_detection import registry  # pylint: disable=g-import-not-at-top
+      registry.on_module_imported(module.__name__)
 
 
 class _OdApiImportHook(importlib.abc.MetaPathFinder):
   """Finds trigger modules through the other finders and wraps their loader."""
 
   def find_spec(self, fullname, path, target=None):
-    if fullname not in TRIGGER_MODULES:
+    if fullname not in TRIGGER_MODULES and fullname not in SHIMMED_MODULES:
       return None
     for finder in sys.meta_path:
       if finder is self or not hasattr(finder, 'find_spec'):

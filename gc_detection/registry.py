@@ -191,6 +191,26 @@ def _check_hybrid_optimizer(optimizer, global_context_optimizer):
           'optimizer); set use_moving_average: false')
 
 
+def _check_hybrid_optimizer_available(optimizer):
+  """Before training: a hybrid config needs tensorflow-addons (TF <= 2.15 only).
+
+  Checked when training starts, not when the config is parsed, so that a model
+  trained with the hybrid optimizer can still be exported and evaluated on a
+  stack without tensorflow-addons.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  entry = _optimizer_bindings.get(id(optimizer))
+  if entry is None or entry[0] is not optimizer:
+    return
+  if importlib.util.find_spec('tensorflow_addons') is None:
+    raise ValueError(
+        f'{BLOCK_NAME} global_context_optimizer: the hybrid optimizer needs '
+        'tensorflow-addons (MultiOptimizer), which supports TensorFlow <= 2.15 '
+        'and is not installed in this environment (the tf220 stack has none). '
+        'Use the two-phase schedule (training_phases) or the default tf215 stack '
+        '(scripts/setup.sh).')
+
+
 def _bound(message):
   entry = _bindings.get(id(message))
   if entry is not None and entry[0] is message:
@@ -445,6 +465,7 @@ def _wrap_train_loop(train_loop):
     _seed_from_environment()
     configs = config_util.get_configs_from_pipeline_file(
         pipeline_config_path, config_override=config_override)
+    _check_hybrid_optimizer_available(configs['train_config'].optimizer)
     preflight.check_training_pipeline(
         configs, num_input_pipelines=_input_pipelines(tf.distribute.get_strategy()))
     token = _training_model_dir.set(model_dir)

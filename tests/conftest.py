@@ -6,6 +6,8 @@ import sys
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# scripts/*.sh (run by some tests) use the venv running the tests, not .venv.
+os.environ.setdefault('GC_VENV', sys.prefix)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINE_CONFIG = os.path.join(

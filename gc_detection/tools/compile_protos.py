@@ -5,6 +5,11 @@ so protoc cannot resolve `import "object_detection/protos/pipeline.proto"` from
 files. Instead the installed modules' descriptors are serialised into a
 FileDescriptorSet and handed to protoc with --descriptor_set_in.
 
+protoc (grpcio-tools' bundled compiler) runs in a child process: its C
+extension segfaults when it is loaded into a process that has imported
+TensorFlow 2.20 (both carry their own protobuf/abseil symbols), and callers
+such as the tests have.
+
 Each protos/NAME.proto is compiled under the file name
 `gc_detection/protos/NAME.proto`, so the generated module is
 `gc_detection.protos.NAME_pb2` and its descriptor name cannot clash with other
@@ -17,6 +22,7 @@ Usage:
 import glob
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -67,8 +73,6 @@ def compile_protos(proto_dir, output_root):
     FileNotFoundError: proto_dir holds no .proto file.
     RuntimeError: protoc reports an error (its message is included).
   """
-  from grpc_tools import protoc  # pylint: disable=g-import-not-at-top
-
   sources = sorted(glob.glob(os.path.join(proto_dir, '*.proto')))
   if not sources:
     raise FileNotFoundError(f'no .proto files in {os.path.abspath(proto_dir)}')
@@ -88,12 +92,12 @@ def compile_protos(proto_dir, output_root):
 
     staged_outputs = os.path.join(work_dir, 'out')
     os.makedirs(staged_outputs)
-    exit_code = protoc.main([
-        'protoc',
+    exit_code = subprocess.run([
+        sys.executable, '-m', 'grpc_tools.protoc',
         f'--proto_path={staged_sources}',
         f'--descriptor_set_in={descriptor_set_path}',
         f'--python_out={staged_outputs}',
-    ] + proto_names)
+    ] + proto_names, check=False).returncode
     if exit_code != 0:
       raise RuntimeError(
           f'protoc failed (exit code {exit_code}) on {", ".join(sources)}; '
