@@ -9,7 +9,9 @@ from packaging.requirements import Requirement
 from conftest import REPO_ROOT
 from conftest import run_python
 
-STACK_FILE = os.path.join(REPO_ROOT, 'requirements', 'tf215.txt')
+# The stack this venv was installed from: tf220 for TensorFlow 2.20, else tf215.
+STACK = 'tf220' if importlib.metadata.version('tensorflow').startswith('2.20.') else 'tf215'
+STACK_FILE = os.path.join(REPO_ROOT, 'requirements', f'{STACK}.txt')
 
 
 def _setup_py_section(section):
@@ -24,7 +26,7 @@ def _shell_section(which):
   """The section as scripts/setup.sh reads it (the awk in common.sh)."""
   out = subprocess.run(
       ['bash', '-c', f'source scripts/lib/common.sh && '
-                     f'requirements_section {which} requirements/tf215.txt'],
+                     f'requirements_section {which} requirements/{STACK}.txt'],
       cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
   return out.split('\n')[:-1]
 

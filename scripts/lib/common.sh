@@ -2,7 +2,11 @@
 # filter for TensorFlow's known start-up noise. Source it; do not run it.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${GC_VENV:-$REPO_ROOT/.venv}"
+# One venv per stack (GC_STACK, see setup.sh): .venv holds the default tf215.
+case "${GC_STACK:-tf215}" in
+  tf215) VENV="${GC_VENV:-$REPO_ROOT/.venv}" ;;
+  *) VENV="${GC_VENV:-$REPO_ROOT/.venv-$GC_STACK}" ;;
+esac
 VENV_PYTHON="$VENV/bin/python"
 
 # 2 = hide TensorFlow's C++ INFO and WARNING lines (oneDNN notices, CPU feature
@@ -10,10 +14,11 @@ VENV_PYTHON="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # Lines TensorFlow 2.15 prints on every start on machines without a GPU (the
-# CUDA plugins are registered twice, TensorRT is absent), and one XLA prints
+# CUDA plugins are registered twice, TensorRT is absent; 2.20 words cuInit's
+# failure differently), and one XLA prints
 # on the CPU when it compiles. Only these exact
 # messages are dropped; every other line of stderr passes through.
-TF_STARTUP_NOISE='Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin cu(DNN|FFT|BLAS) when one has already been registered|TF-TRT Warning: Could not find TensorRT|failed call to cuInit: UNKNOWN ERROR \(303\)|SetPriority unimplemented for this stream'
+TF_STARTUP_NOISE='Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin cu(DNN|FFT|BLAS) when one has already been registered|TF-TRT Warning: Could not find TensorRT|failed call to cuInit: (INTERNAL: CUDA error: Failed call to cuInit: )?UNKNOWN ERROR \(303\)|SetPriority unimplemented for this stream'
 
 # Runs a command with TF_STARTUP_NOISE removed from its stderr; returns the
 # command's own exit status.
