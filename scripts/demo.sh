@@ -78,7 +78,7 @@ if ! GC_DETECTION_SEED="$seed" bash scripts/train.sh "--pipeline_config_path=$co
     "--model_dir=$model_dir" "--num_train_steps=$num_steps" --checkpoint_every_n=100 \
     --alsologtostderr 2>&1 |
     awk '/^INFO:tensorflow:Step [0-9]+ per-step time/ { step = $2; time = $5; next }
-         /Loss\/total_loss/ && step != "" { gsub(/[,}]/, "", $2);
+         /Loss\/total_loss/ && step != "" { gsub(/[,}]/, "", $2); gsub(/^np\.float[0-9]*\(|\)$/, "", $2);  # numpy 2 repr
            printf "  step %s: %s per step, total loss %s\n", step, time, $2; fflush(); step = "" }
          /Error|error:/ { print; fflush() }'; then
   echo "demo.sh: training failed (run the train.sh command above without the filter to see all)" >&2
