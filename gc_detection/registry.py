@@ -199,8 +199,7 @@ def _check_hybrid_optimizer_available(optimizer):
   stack without tensorflow-addons.
   """
   import importlib.util  # pylint: disable=g-import-not-at-top
-  entry = _optimizer_bindings.get(id(optimizer))
-  if entry is None or entry[0] is not optimizer:
+  if _entry_for(_optimizer_bindings, optimizer) is None:
     return
   if importlib.util.find_spec('tensorflow_addons') is None:
     raise ValueError(
@@ -211,11 +210,17 @@ def _check_hybrid_optimizer_available(optimizer):
         '(scripts/setup.sh).')
 
 
-def _bound(message):
-  entry = _bindings.get(id(message))
+def _entry_for(bindings, message):
+  """bindings' entry for this very message object, or None (an id can be reused
+  by a later object once the first is gone)."""
+  entry = bindings.get(id(message))
   if entry is not None and entry[0] is message:
     return entry
   return None
+
+
+def _bound(message):
+  return _entry_for(_bindings, message)
 
 
 def _check_extractor_type(meta_architecture, message):
@@ -566,8 +571,8 @@ def _wrap_optimizer_build(build_optimizer):
   """
   @functools.wraps(build_optimizer)
   def build_maybe_hybrid(optimizer_config, global_step=None):
-    entry = _optimizer_bindings.get(id(optimizer_config))
-    if entry is None or entry[0] is not optimizer_config:
+    entry = _entry_for(_optimizer_bindings, optimizer_config)
+    if entry is None:
       return build_optimizer(optimizer_config, global_step=global_step)
     _, global_context_config, model_message = entry
     built = _built_extractors.get(id(model_message))
