@@ -302,19 +302,16 @@ class Detector:
 def load_category_index(label_map_path):
   """{id: {'id': id, 'name': name}} of a StringIntLabelMap pbtxt."""
   _check_file('label_map_path', label_map_path)
-  from google.protobuf import message  # pylint: disable=g-import-not-at-top
-  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from object_detection.utils import label_map_util  # pylint: disable=g-import-not-at-top
+  from gc_detection.data import label_maps  # pylint: disable=g-import-not-at-top
   try:
-    return label_map_util.create_category_index_from_labelmap(
-        label_map_path, use_display_name=True)
-  except (text_format.ParseError, message.DecodeError, TypeError,
-          ValueError) as error:
-    # When the text does not parse, the OD API tries the binary format with a
-    # str, which raises TypeError; the text parser's error is the useful one.
-    reason = error.__context__ if isinstance(error, TypeError) else error
-    raise UsageError(f'--label_map_path: {label_map_path} is not a valid '
-                     f'StringIntLabelMap: {reason or error}') from error
+    label_map = label_maps.load_label_map(label_map_path)
+  except label_maps.LabelMapError as error:
+    raise UsageError(f'--label_map_path: {error}') from error
+  categories = label_map_util.convert_label_map_to_categories(
+      label_map, max(item.id for item in label_map.item) if label_map.item else 0,
+      use_display_name=True)
+  return label_map_util.create_category_index(categories)
 
 
 # --- Results ----------------------------------------------------------------

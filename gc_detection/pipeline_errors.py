@@ -1,10 +1,14 @@
-"""Parse errors of pipeline.config that name the file, the line and the field.
+"""Reading pipeline.config: errors that name the file, the line and the field.
 
 protobuf's text_format reports a mistyped value as, for example,
 "145:14 : '  num_heads: abc': Couldn't parse integer: abc": a position, but
 not which file and not always which field (a value missing before '}' points
 at the next line). gc_detection.registry turns every ParseError raised while
-the OD API reads a pipeline.config into a PipelineConfigError built here.
+the OD API reads a pipeline.config into a PipelineConfigError built here, and
+`read_pipeline` is the one reader of pipeline.config for every entry point
+(the stock trainer and evaluator through that wrapper, scripts/export.sh and
+gc_detection's tools directly): a missing, binary or unparsable file, or one
+with two GC blocks, is one line naming the file.
 """
 import re
 
@@ -62,3 +66,78 @@ def parse_error_message(path, text, error):
   where = f'field {field!r}, ' if field else ''
   return (f'{path}:{line}:{column}: cannot parse pipeline.config ({where}line '
           f'{source!r}): {detail}')
+
+
+_GC_BLOCK_START = re.compile(r'\[\s*gc_detection\.protos\.global_context\s*\]')
+
+
+def _gc_block_lines(text):
+  """1-based line numbers where a [gc_detection.protos.global_context] block starts.
+
+  Comments are ignored; the extension can only appear at the top level of a
+  pipeline.config, so every occurrence starts a block.
+  """
+  lines = []
+  for number, line in enumerate(text.splitlines(), start=1):
+    code = line.split('#', 1)[0]
+    lines += [number] * len(_GC_BLOCK_START.findall(code))
+  return lines
+
+
+def read_pipeline_text(path):
+  """The text of pipeline.config `path`, or a PipelineConfigError naming it.
+
+  Raises:
+    PipelineConfigError: the file is missing, a directory, or not UTF-8 text.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not path:
+    raise PipelineConfigError('pipeline_config_path: not set (expected a '
+                              'pipeline.config file)')
+  if tf.io.gfile.isdir(path):
+    raise PipelineConfigError(f'{path}: is a directory; expected a '
+                              'pipeline.config file')
+  if not tf.io.gfile.exists(path):
+    raise PipelineConfigError(f'{path}: no such file (expected a pipeline.config)')
+  with tf.io.gfile.GFile(path, 'rb') as config_file:
+    data = config_file.read()
+  try:
+    return data.decode('utf-8')
+  except UnicodeDecodeError as error:
+    raise PipelineConfigError(
+        f'{path}: not a text file (byte {error.start} is not UTF-8); a '
+        'pipeline.config is a text-format TrainEvalPipelineConfig') from None
+
+
+def check_pipeline_text(path, text):
+  """Parses `text` (of file `path`) as a TrainEvalPipelineConfig; returns it.
+
+  This is the one check every entry point runs before the OD API parses the
+  same text, so that every bad file gets the same message.
+
+  Raises:
+    PipelineConfigError: the text does not parse (naming file, line and
+      field), or it holds two [gc_detection.protos.global_context] blocks
+      (text_format.Merge would silently merge them, the second's values
+      winning).
+  """
+  from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
+  import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  pipeline = pipeline_pb2.TrainEvalPipelineConfig()
+  try:
+    text_format.Merge(text, pipeline)
+  except text_format.ParseError as error:
+    raise PipelineConfigError(parse_error_message(path, text, error),
+                              error.GetLine(), error.GetColumn()) from None
+  starts = _gc_block_lines(text)
+  if len(starts) > 1:
+    raise PipelineConfigError(
+        f'{path}:{starts[1]}: a second [gc_detection.protos.global_context] '
+        f'block (the first starts at line {starts[0]}); a pipeline.config has '
+        'at most one: merge them into one', starts[1], 1)
+  return pipeline
+
+
+def read_pipeline(path):
+  """read_pipeline_text + check_pipeline_text: the parsed TrainEvalPipelineConfig."""
+  return check_pipeline_text(path, read_pipeline_text(path))

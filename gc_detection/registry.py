@@ -37,9 +37,11 @@ What it does, once per process (`register()`; repeated calls do nothing):
 A model built from a message that was never bound (a pipeline assembled by
 hand) gets the defaults, with a warning that says how to bind it.
 """
+import contextlib
 import contextvars
 import difflib
 import functools
+import inspect
 import logging
 import os
 import re
@@ -71,6 +73,8 @@ _WRAPPED = '_gc_detection_wrapped'
 _current_settings = contextvars.ContextVar('gc_detection_settings', default=None)
 # The model_dir of the model_lib_v2.train_loop running in this context, if any.
 _training_model_dir = contextvars.ContextVar('gc_detection_model_dir', default=None)
+# The final_checkpoint.TrainingRun of that train_loop.
+_training_run = contextvars.ContextVar('gc_detection_training_run', default=None)
 # id(meta-architecture message) -> (message, settings, block or None). The
 # message is held so that its id cannot be reused while the entry exists.
 _bindings = {}
@@ -452,12 +456,15 @@ def _wrap_load_fine_tune_checkpoint(load_fine_tune_checkpoint):
 
 
 def _wrap_train_loop(train_loop):
-  """Checks the pipeline's files first, exposes model_dir, reports divergence.
+  """Checks the pipeline's files first, locks model_dir, reports divergence.
 
   Before training: gc_detection.training.preflight (TFRecords, label map,
-  fine_tune_checkpoint). During: the fine-tune restore can see the run's
-  model_dir. A non-finite loss (divergence_guard) ends the loop with
-  TrainingDivergedError instead of TensorFlow's assertion error.
+  fine_tune_checkpoint), then model_dir's trainer lock (model_dir_lock).
+  During: the fine-tune restore can see the run's model_dir, and the run's
+  model, optimizer and step are recorded (final_checkpoint.TrainingRun) so
+  that the last step is checkpointed. A non-finite loss (divergence_guard)
+  ends the loop with TrainingDivergedError instead of TensorFlow's
+  assertion error.
   """
   @functools.wraps(train_loop)
   def checked_train_loop(pipeline_config_path, model_dir, config_override=None,
@@ -467,22 +474,37 @@ def _wrap_train_loop(train_loop):
     from gc_detection.training import divergence_guard  # pylint: disable=g-import-not-at-top
     from gc_detection.training import preflight  # pylint: disable=g-import-not-at-top
 
+    from gc_detection.training import final_checkpoint  # pylint: disable=g-import-not-at-top
+    from gc_detection.training import model_dir_lock  # pylint: disable=g-import-not-at-top
+
     _seed_from_environment()
     configs = config_util.get_configs_from_pipeline_file(
         pipeline_config_path, config_override=config_override)
     _check_hybrid_optimizer_available(configs['train_config'].optimizer)
+    strategy = tf.distribute.get_strategy()
     preflight.check_training_pipeline(
-        configs, num_input_pipelines=_input_pipelines(tf.distribute.get_strategy()))
-    token = _training_model_dir.set(model_dir)
-    try:
-      return train_loop(pipeline_config_path, model_dir, config_override,
-                        *args, **kwargs)
-    except tf.errors.InvalidArgumentError as error:
-      if not divergence_guard.is_divergence(error):
-        raise
-      raise divergence_guard.diverged_error(error, model_dir) from None
-    finally:
-      _training_model_dir.reset(token)
+        configs, num_input_pipelines=_input_pipelines(strategy))
+    arguments = inspect.signature(train_loop).bind(
+        pipeline_config_path, model_dir, config_override, *args, **kwargs)
+    arguments.apply_defaults()
+    run = final_checkpoint.TrainingRun(
+        model_dir, arguments.arguments.get('checkpoint_max_to_keep', 7))
+    # Only the process that writes model_dir's checkpoints holds its lock
+    # (non-chief workers write to temporary directories of their own).
+    lock = (model_dir_lock.ModelDirLock(model_dir)
+            if strategy.extended.should_checkpoint else contextlib.nullcontext())
+    with lock:
+      tokens = _training_model_dir.set(model_dir), _training_run.set(run)
+      try:
+        return train_loop(pipeline_config_path, model_dir, config_override,
+                          *args, **kwargs)
+      except tf.errors.InvalidArgumentError as error:
+        if not divergence_guard.is_divergence(error):
+          raise
+        raise divergence_guard.diverged_error(error, model_dir) from None
+      finally:
+        _training_model_dir.reset(tokens[0])
+        _training_run.reset(tokens[1])
   setattr(checked_train_loop, _WRAPPED, True)
   return checked_train_loop
 
@@ -544,20 +566,21 @@ def _wrap_compute_losses(compute_losses_and_predictions):
 
 
 def _wrap_get_configs(get_configs_from_pipeline_file):
-  """Turns a pipeline.config parse error into one naming file, line and field."""
+  """Reads pipeline.config through pipeline_errors.read_pipeline first.
+
+  A missing, binary or unparsable file, or one with two GC blocks, becomes a
+  PipelineConfigError naming file, line and field; then the stock function
+  parses the same (now known good) text.
+  """
   @functools.wraps(get_configs_from_pipeline_file)
-  def get_configs_naming_errors(pipeline_config_path, *args, **kwargs):
-    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  def get_configs_naming_errors(pipeline_config_path, config_override=None,
+                                *args, **kwargs):
     from gc_detection import pipeline_errors  # pylint: disable=g-import-not-at-top
-    try:
-      return get_configs_from_pipeline_file(pipeline_config_path, *args, **kwargs)
-    except text_format.ParseError as error:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      with tf.io.gfile.GFile(pipeline_config_path) as config_file:
-        text = config_file.read()
-      raise pipeline_errors.PipelineConfigError(
-          pipeline_errors.parse_error_message(pipeline_config_path, text, error),
-          error.GetLine(), error.GetColumn()) from None
+    pipeline_errors.read_pipeline(pipeline_config_path)
+    if config_override:
+      pipeline_errors.check_pipeline_text('--config_override', config_override)
+    return get_configs_from_pipeline_file(pipeline_config_path, config_override,
+                                          *args, **kwargs)
   setattr(get_configs_naming_errors, _WRAPPED, True)
   return get_configs_naming_errors
 
@@ -571,6 +594,13 @@ def _wrap_optimizer_build(build_optimizer):
   """
   @functools.wraps(build_optimizer)
   def build_maybe_hybrid(optimizer_config, global_step=None):
+    built = _build_maybe_hybrid(optimizer_config, global_step)
+    run = _training_run.get()
+    if run is not None and run.optimizer is None:
+      run.optimizer, run.global_step = built[0], global_step
+    return built
+
+  def _build_maybe_hybrid(optimizer_config, global_step):
     entry = _entry_for(_optimizer_bindings, optimizer_config)
     if entry is None:
       return build_optimizer(optimizer_config, global_step=global_step)
@@ -592,6 +622,37 @@ def _wrap_optimizer_build(build_optimizer):
         global_context_optimizer, other, extractor.global_context), summary_vars
   setattr(build_maybe_hybrid, _WRAPPED, True)
   return build_maybe_hybrid
+
+
+def _wrap_build_training_model(build_model):
+  """Records the model a stock train_loop builds (final_checkpoint.TrainingRun)."""
+  @functools.wraps(build_model)
+  def build_and_record(*args, **kwargs):
+    model = build_model(*args, **kwargs)
+    run = _training_run.get()
+    if run is not None and run.model is None:
+      run.model = model
+    return model
+  setattr(build_and_record, _WRAPPED, True)
+  return build_and_record
+
+
+def _wrap_clean_temporary_directories(clean_temporary_directories):
+  """Checkpoints the last step of a finished stock train_loop (final_checkpoint).
+
+  train_loop calls this right after its last step, first with the directory
+  its CheckpointManager saved to, before a non-chief worker's directory is
+  removed.
+  """
+  @functools.wraps(clean_temporary_directories)
+  def save_final_then_clean(strategy, filepath):
+    from gc_detection.training import final_checkpoint  # pylint: disable=g-import-not-at-top
+    run = _training_run.get()
+    if run is not None and not run.finished:
+      final_checkpoint.save_if_behind(run, strategy, filepath)
+    return clean_temporary_directories(strategy, filepath)
+  setattr(save_final_then_clean, _WRAPPED, True)
+  return save_final_then_clean
 
 
 def _replace(namespace, name, wrap, is_dict=False):
@@ -634,6 +695,8 @@ def _patch_model_lib(model_lib):
            _wrap_create_pipeline_proto, is_dict=True)
   _replace(model_lib.MODEL_BUILD_UTIL_MAP, 'get_configs_from_pipeline_file',
            _wrap_get_configs, is_dict=True)
+  _replace(model_lib.MODEL_BUILD_UTIL_MAP, 'detection_model_fn_base',
+           _wrap_build_training_model, is_dict=True)
 
 
 def _patch_exporter_lib_v2(exporter_lib_v2):
@@ -644,6 +707,8 @@ def _patch_model_lib_v2(model_lib_v2):
   _replace(model_lib_v2, 'load_fine_tune_checkpoint', _wrap_load_fine_tune_checkpoint)
   _replace(model_lib_v2, 'train_loop', _wrap_train_loop)
   _replace(model_lib_v2, '_compute_losses_and_predictions_dicts', _wrap_compute_losses)
+  _replace(model_lib_v2, 'clean_temporary_directories',
+           _wrap_clean_temporary_directories)
 
 
 def _patch_optimizer_builder(optimizer_builder):

@@ -443,8 +443,12 @@ def test_coco_flow_prepare_train_evaluate_report(tmp_path):
   for column, tag in metrics_report.METRICS:
     # The evaluator logs every metric as "+ TAG: 0.123456".
     logged = float(evaluator_log.split(f'+ {tag}: ')[1].split()[0])
-    assert row[column] == metrics_report.format_percent(logged), column
     assert row[column] != 'n/a' and 0 <= float(row[column]) <= 100, column
+    # The report reads the float32 event value, the log prints 6 decimals:
+    # a value on a rounding boundary (0.0125) may round either way, so the
+    # printed 0.1 percent must be within half its unit of the logged value.
+    assert abs(float(row[column]) - 100 * logged) <= 0.05 + 1e-6, (
+        column, row[column], logged)
   with Image.open(plot) as image:
     image.verify()
     assert image.format == 'PNG'

@@ -47,8 +47,10 @@ def test_a_non_finite_term_raises_naming_step_and_every_term(bad):
 
 def _save_checkpoints(model_dir, values):
   weight = tf.Variable(0.0)
-  manager = tf.train.CheckpointManager(tf.train.Checkpoint(weight=weight), model_dir,
-                                       max_to_keep=10)
+  # The trainer's layout: model weights under "model/".
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=tf.train.Checkpoint(weight=weight)), model_dir,
+      max_to_keep=10)
   for value in values:
     weight.assign(value)
     manager.save()
@@ -73,6 +75,21 @@ def test_no_finite_checkpoint(tmp_path):
   _save_checkpoints(str(tmp_path), [float('nan')])
   assert divergence_guard.newest_finite_checkpoint(str(tmp_path))[0] is None
   assert divergence_guard.newest_finite_checkpoint(str(tmp_path / 'empty')) == (None, [])
+
+
+def test_a_checkpoint_without_model_weights_is_not_called_finite(tmp_path):
+  """The stock step-0 checkpoint of an unbuilt model holds only the step."""
+  model_dir = str(tmp_path)
+  step = tf.Variable(0, dtype=tf.int64)
+  tf.train.CheckpointManager(tf.train.Checkpoint(step=step, model=tf.train.Checkpoint()),
+                             model_dir, max_to_keep=5).save()
+  assert divergence_guard.newest_finite_checkpoint(model_dir) == (None, [])
+  error = tf.errors.InvalidArgumentError(None, None, (
+      f'assertion failed: [{divergence_guard.MARKER}] [completed steps] [7] '
+      '[Loss/total_loss] [nan]'))
+  message = str(divergence_guard.diverged_error(error, model_dir))
+  assert 'holds finite weights' not in message
+  assert f'{model_dir} holds no checkpoint with finite model weights' in message
 
 
 def test_stock_trainer_stops_at_the_first_non_finite_loss(tmp_path):

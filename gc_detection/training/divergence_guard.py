@@ -95,15 +95,22 @@ def checkpoint_is_finite(checkpoint_path):
 def newest_finite_checkpoint(model_dir):
   """Points model_dir's checkpoint state at its newest finite checkpoint.
 
+  Only a checkpoint that holds model weights counts: the stock trainer's
+  step-0 checkpoint of a model without a fine_tune_checkpoint holds only the
+  step counter (the model has no variables before its first step).
+
   Returns:
     (path of that checkpoint or None, [newer non-finite checkpoints skipped]).
   """
+  from gc_detection.training import final_checkpoint  # pylint: disable=g-import-not-at-top
   state = tf.train.get_checkpoint_state(model_dir)
   if state is None:
     return None, []
   paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
   skipped = []
   for path in reversed(paths):
+    if not final_checkpoint.has_model_weights(path):
+      continue
     if checkpoint_is_finite(path):
       if skipped:
         kept = paths[:paths.index(path) + 1]
@@ -133,7 +140,9 @@ def diverged_error(error, model_dir):
                    'lower the learning rate (or add warm-up or gradient '
                    'clipping) and run again to resume from it.')
     else:
-      lines.append(f'{model_dir} holds no finite checkpoint.')
+      lines.append(f'{model_dir} holds no checkpoint with finite model weights '
+                   '(a step-0 checkpoint written before the first step holds '
+                   'only the step counter).')
   message = ' '.join(lines)
   logging.error(message)
   return TrainingDivergedError(message, completed + 1, losses)

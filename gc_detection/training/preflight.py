@@ -38,6 +38,81 @@ def check_input_paths(reader, field):
           f'{pattern!r} (expected TFRecord files of tf.Examples)')
 
 
+def _first_record(path, field):
+  """The first record of TFRecord file `path` (bytes), or None if it holds none.
+
+  Raises:
+    PipelineFileError: path is a directory or not a TFRecord file.
+  """
+  if tf.io.gfile.isdir(path):
+    raise PipelineFileError(
+        f'{field}.tf_record_input_reader.input_path: {path!r} is a directory; '
+        f'expected TFRecord files (e.g. {path.rstrip("/")}/train-?????-of-000NN)')
+  try:
+    for record in tf.data.TFRecordDataset(path).take(1):
+      return record.numpy()
+  except tf.errors.OpError as error:
+    first_line = (error.message or str(error)).strip().splitlines()[0]
+    raise PipelineFileError(
+        f'{field}.tf_record_input_reader.input_path: {path!r} is not a TFRecord '
+        f'file ({first_line}); expected TFRecord files of tf.Examples, e.g. '
+        'from create_coco_tf_record') from None
+  return None
+
+
+def _check_is_example(record, path, field):
+  """The record is a serialized tf.train.Example with an encoded image."""
+  try:
+    example = tf.train.Example.FromString(record)
+  except Exception:  # pylint: disable=broad-except
+    example = None
+  if example is None or 'image/encoded' not in example.features.feature:
+    raise PipelineFileError(
+        f'{field}.tf_record_input_reader.input_path: the first record of '
+        f'{path!r} is not a tf.train.Example with an image/encoded feature '
+        '(the OD API\'s TfExampleDecoder reads only those)')
+
+
+def check_input_records(reader, field, num_input_pipelines=1):
+  """Reads the first record of every input file; training needs some records.
+
+  The stock input pipeline repeats its files forever: if none of them holds a
+  record, the trainer spins at full CPU without a word, and a directory or a
+  file that is not a TFRecord fails only at the first step. Empty shards
+  among full ones are normal (create_coco_tf_record writes a fixed number of
+  shards), but every worker must read at least one record.
+  """
+  from object_detection.protos import input_reader_pb2  # pylint: disable=g-import-not-at-top
+
+  files = []
+  for pattern in reader.tf_record_input_reader.input_path:
+    files.extend(tf.io.gfile.glob(pattern))
+  with_records = set()
+  check_example = reader.input_type != input_reader_pb2.TF_SEQUENCE_EXAMPLE
+  for path in dict.fromkeys(files):
+    record = _first_record(path, field)
+    if record is not None:
+      with_records.add(path)
+      if check_example:
+        _check_is_example(record, path, field)
+  if not with_records:
+    raise PipelineFileError(
+        f'{field}.tf_record_input_reader.input_path: the {len(files)} file(s) '
+        f'matched ({", ".join(repr(f) for f in files[:3])}'
+        f'{", ..." if len(files) > 3 else ""}) hold no record; the trainer would '
+        'wait for input forever. Write the TFRecords first (WORKSPACE.md)')
+  if num_input_pipelines > 1 and not reader.shuffle:
+    # Without shuffling, worker i reads files[i::workers] in glob order
+    # (dataset_builder.shard_function_for_context).
+    for worker in range(num_input_pipelines):
+      if not with_records.intersection(files[worker::num_input_pipelines]):
+        raise PipelineFileError(
+            f'{field}.tf_record_input_reader.input_path: worker {worker} of '
+            f'{num_input_pipelines} would read only empty files '
+            f'({", ".join(files[worker::num_input_pipelines])}) and wait for '
+            'input forever; spread the records over the shards')
+
+
 def check_input_shards(reader, field, num_input_pipelines):
   """Every input pipeline (one per worker) gets at least one file.
 
@@ -59,18 +134,15 @@ def check_input_shards(reader, field, num_input_pipelines):
 
 def check_label_map(reader, field, num_classes, num_classes_field):
   """The label map exists, parses and its largest id is num_classes."""
-  from object_detection.utils import label_map_util  # pylint: disable=g-import-not-at-top
+  from gc_detection.data import label_maps  # pylint: disable=g-import-not-at-top
 
   path = reader.label_map_path
   if not path:
     return
-  if not tf.io.gfile.exists(path):
-    raise PipelineFileError(f'{field}.label_map_path: {path!r} does not exist')
   try:
-    label_map = label_map_util.load_labelmap(path)
-  except Exception as error:  # pylint: disable=broad-except
-    raise PipelineFileError(f'{field}.label_map_path: {path!r} is not a valid '
-                            f'StringIntLabelMap text proto: {error}') from None
+    label_map = label_maps.load_label_map(path)
+  except label_maps.LabelMapError as error:
+    raise PipelineFileError(f'{field}.label_map_path: {error}') from None
   if not label_map.item:
     raise PipelineFileError(f'{field}.label_map_path: {path!r} has no item')
   largest = max(item.id for item in label_map.item)
@@ -133,10 +205,15 @@ def check_training_pipeline(configs, num_input_pipelines=1):
   """
   model_config = configs['model']
   meta_architecture = model_config.WhichOneof('model')
+  if meta_architecture is None:
+    raise PipelineFileError(
+        'model: pipeline.config defines no model (expected model { faster_rcnn '
+        '{ ... } } or model { ssd { ... } }); is the file empty?')
   num_classes = getattr(model_config, meta_architecture).num_classes
   num_classes_field = f'model.{meta_architecture}.num_classes'
   reader = configs['train_input_config']
   check_input_paths(reader, 'train_input_reader')
   check_input_shards(reader, 'train_input_reader', num_input_pipelines)
+  check_input_records(reader, 'train_input_reader', num_input_pipelines)
   check_label_map(reader, 'train_input_reader', num_classes, num_classes_field)
   check_fine_tune_checkpoint(configs['train_config'])
