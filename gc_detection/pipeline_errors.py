@@ -14,12 +14,14 @@ import re
 
 from google.protobuf import text_format
 
+from gc_detection import user_errors
+
 # A field name followed by its colon: "num_heads:", "first_phase_steps :".
 _FIELD_WITH_COLON = re.compile(r'([A-Za-z_]\w*)\s*:')
 _TRAILING_NAME = re.compile(r'([A-Za-z_]\w*)\s*$')
 
 
-class PipelineConfigError(text_format.ParseError, ValueError):
+class PipelineConfigError(text_format.ParseError, ValueError, user_errors.UserError):
   """pipeline.config does not parse; the message names file, line and field.
 
   Still a text_format.ParseError (with its line and column), so code that

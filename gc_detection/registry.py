@@ -48,9 +48,11 @@ import re
 import sys
 import weakref
 
+from gc_detection import user_errors
 from gc_detection.models import global_context_settings as settings_lib
 
 BLOCK_NAME = '[gc_detection.protos.global_context]'
+ConfigError = user_errors.GlobalContextConfigError
 
 _FASTER_RCNN_EXTRACTORS = {
     'faster_rcnn_resnet50_gc': 'FasterRCNNResnet50GCKerasFeatureExtractor',
@@ -114,18 +116,18 @@ def settings_from_block(block):
   for field in ('num_heads', 'num_layers', 'bottleneck_ratio', 'chunk_size'):
     value = getattr(block, field)
     if value <= 0:
-      raise ValueError(f'{BLOCK_NAME} {field}: must be a positive integer, '
+      raise ConfigError(f'{BLOCK_NAME} {field}: must be a positive integer, '
                        f'got {value}')
   for field, (largest, why) in _UPPER_LIMITS.items():
     value = getattr(block, field)
     if value > largest:
-      raise ValueError(f'{BLOCK_NAME} {field}: must be at most {largest}, got '
+      raise ConfigError(f'{BLOCK_NAME} {field}: must be at most {largest}, got '
                        f'{value} ({why})')
   if block.chunk_threshold < 0:
-    raise ValueError(f'{BLOCK_NAME} chunk_threshold: must be >= 0 (0 = never '
+    raise ConfigError(f'{BLOCK_NAME} chunk_threshold: must be >= 0 (0 = never '
                      f'chunk), got {block.chunk_threshold}')
   if not 0.0 <= block.attention_dropout < 1.0:
-    raise ValueError(f'{BLOCK_NAME} attention_dropout: must be in [0, 1), got '
+    raise ConfigError(f'{BLOCK_NAME} attention_dropout: must be in [0, 1), got '
                      f'{block.attention_dropout}')
   initialization = global_context_pb2.GlobalContext.Initialization.Name(
       block.initialization).lower()
@@ -163,7 +165,7 @@ def bind(pipeline):
                     if meta_architecture in _META_ARCHITECTURES else None)
   is_gc = extractor_type in gc_types()
   if block is not None and not is_gc:
-    raise ValueError(
+    raise ConfigError(
         f'pipeline.config has a {BLOCK_NAME} block, but its feature extractor '
         f'type {extractor_type or meta_architecture!r} is not a global-context '
         f'type; use one of {", ".join(gc_types())} or remove the block')
@@ -187,9 +189,9 @@ def _check_hybrid_optimizer(optimizer, global_context_optimizer):
                         (f'{BLOCK_NAME} global_context_optimizer',
                          global_context_optimizer)):
     if config.WhichOneof('optimizer') is None:
-      raise ValueError(f'{field}: no optimizer set (e.g. adam_optimizer {{ ... }})')
+      raise ConfigError(f'{field}: no optimizer set (e.g. adam_optimizer {{ ... }})')
     if config.use_moving_average:
-      raise ValueError(
+      raise ConfigError(
           f'{field}: use_moving_average is not supported with '
           'global_context_optimizer (the moving-average wrapper needs a single '
           'optimizer); set use_moving_average: false')
@@ -206,7 +208,7 @@ def _check_hybrid_optimizer_available(optimizer):
   if _entry_for(_optimizer_bindings, optimizer) is None:
     return
   if importlib.util.find_spec('tensorflow_addons') is None:
-    raise ValueError(
+    raise ConfigError(
         f'{BLOCK_NAME} global_context_optimizer: the hybrid optimizer needs '
         'tensorflow-addons (MultiOptimizer), which supports TensorFlow <= 2.15 '
         'and is not installed in this environment (the tf220 stack has none). '
@@ -237,7 +239,7 @@ def _check_extractor_type(meta_architecture, message):
   if extractor_type not in known:
     close = difflib.get_close_matches(extractor_type, list(known), n=3)
     hint = f' Did you mean {" or ".join(close)}?' if close else ''
-    raise ValueError(
+    raise ConfigError(
         f'Unknown {meta_architecture} feature_extractor type {extractor_type!r}.'
         f'{hint} Global-context types: {", ".join(gc_types())}.')
 
@@ -257,7 +259,7 @@ def _wrap_meta_arch_builder(meta_architecture, build_meta_arch):
         _built_extractors[id(message)] = (message, weakref.ref(extractor))
       return model
     except settings_lib.InvalidGlobalContextSettings as error:
-      raise ValueError(f'pipeline.config {BLOCK_NAME} {error}') from error
+      raise ConfigError(f'pipeline.config {BLOCK_NAME} {error}') from error
     finally:
       _current_settings.reset(token)
 
@@ -526,7 +528,7 @@ def _seed_from_environment():
   try:
     seed = int(value)
   except ValueError:
-    raise ValueError(f'{SEED_VARIABLE}: expected an integer seed, got {value!r}') from None
+    raise ConfigError(f'{SEED_VARIABLE}: expected an integer seed, got {value!r}') from None
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.keras.utils.set_random_seed(seed)
   logging.info('gc_detection: Python, NumPy and TensorFlow seeded with %d (%s)', seed,
@@ -608,7 +610,7 @@ def _wrap_optimizer_build(build_optimizer):
     built = _built_extractors.get(id(model_message))
     extractor = built[1]() if built and built[0] is model_message else None
     if extractor is None:
-      raise ValueError(f'{BLOCK_NAME} global_context_optimizer: build the model '
+      raise ConfigError(f'{BLOCK_NAME} global_context_optimizer: build the model '
                        'of this pipeline before its optimizer (the optimizer '
                        'needs the global-context layer)')
     from gc_detection.training import hybrid_optimizer  # pylint: disable=g-import-not-at-top
@@ -732,6 +734,7 @@ def on_module_imported(module_name):
   from gc_detection import compat  # pylint: disable=g-import-not-at-top
   compat.apply()
   import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  user_errors.install_for_programs()
   PATCHES[module_name](sys.modules[module_name])
 
 
@@ -743,6 +746,7 @@ def register(import_modules=True):
   from gc_detection import compat  # pylint: disable=g-import-not-at-top
   compat.apply()
   import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  user_errors.install_for_programs()
   for module_name, patch in PATCHES.items():
     if import_modules:
       __import__(module_name)

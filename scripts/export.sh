@@ -25,4 +25,14 @@ fi
 extra=()
 [ -n "$(flag_value input_type "$@")" ] || extra+=(--input_type=image_tensor)
 bash "$REPO_ROOT/scripts/setup.sh" >/dev/null
+# exporter_main_v2 parses the file itself (a bare protobuf traceback on a bad
+# file): read it first through gc_detection's reader, which names file, line
+# and field.
+run_without_tf_noise "$VENV_PYTHON" -c '
+import sys
+from gc_detection import pipeline_errors
+try:
+  pipeline_errors.read_pipeline(sys.argv[1])
+except pipeline_errors.PipelineConfigError as error:
+  sys.exit(f"export.sh: --pipeline_config_path: {error}")' "$config" || exit 2
 run_without_tf_noise "$VENV_PYTHON" -m object_detection.exporter_main_v2 "${extra[@]}" "$@"

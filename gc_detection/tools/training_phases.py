@@ -35,6 +35,8 @@ from absl import app
 from absl import flags
 
 from gc_detection import atomic_files
+from gc_detection import user_errors
+from gc_detection.training import model_dir_lock
 
 BLOCK = '[gc_detection.protos.global_context]'
 PHASE2_CONFIG = 'pipeline_phase2.config'
@@ -58,7 +60,7 @@ def _define_flags():
       'The --checkpoint_every_n passed to model_main_tf2.')
 
 
-class PhaseError(ValueError):
+class PhaseError(ValueError, user_errors.UserError):
   """The schedule or the model_dir does not allow the requested phase."""
 
 
@@ -93,15 +95,13 @@ class Plan:
 
 
 def _read_pipeline(path):
-  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
-  import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
-  if not os.path.isfile(path):
-    raise PhaseError(f'--pipeline_config_path: no such file: {path}')
-  pipeline = pipeline_pb2.TrainEvalPipelineConfig()
-  with open(path) as config_file:
-    text_format.Merge(config_file.read(), pipeline)
-  return pipeline
+  """The parsed pipeline.config (pipeline_errors.read_pipeline: errors name file,
+  line and field)."""
+  from gc_detection import pipeline_errors  # pylint: disable=g-import-not-at-top
+  try:
+    return pipeline_errors.read_pipeline(path)
+  except pipeline_errors.PipelineConfigError as error:
+    raise PhaseError(f'--pipeline_config_path: {error}') from None
 
 
 def latest_step(model_dir):
@@ -187,17 +187,27 @@ def switch(pipeline_config_path, model_dir):
     (the new checkpoint's path, its step).
   Raises:
     PhaseError: model_dir has no checkpoint.
+    model_dir_lock.ModelDirInUseError: a trainer is running in model_dir.
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest is None:
+    raise PhaseError(f'--model_dir: {model_dir} has no checkpoint to start '
+                     'phase 2 from; run phase 1 first')
+  _read_pipeline(pipeline_config_path)
+  with model_dir_lock.ModelDirLock(model_dir, purpose='this training run'):
+    return _write_switch_checkpoint(pipeline_config_path, model_dir, latest)
+
+
+def _write_switch_checkpoint(pipeline_config_path, model_dir, latest):
+  """switch() with model_dir locked: the rewritten checkpoint and its step."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from object_detection import inputs  # pylint: disable=g-import-not-at-top
   from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
 
-  latest = tf.train.latest_checkpoint(model_dir)
-  if latest is None:
-    raise PhaseError(f'--model_dir: {model_dir} has no checkpoint to start '
-                     'phase 2 from; run phase 1 first')
   configs = config_util.get_configs_from_pipeline_file(pipeline_config_path)
   train_config = configs['train_config']
   model = model_builder.build(configs['model'], is_training=True)
@@ -229,6 +239,9 @@ def main(argv):
   except PhaseError as error:
     print(f'training_phases: {error}', file=sys.stderr)
     sys.exit(2)
+  except model_dir_lock.ModelDirInUseError as error:
+    print(f'training_phases: {error}', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

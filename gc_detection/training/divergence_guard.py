@@ -26,13 +26,15 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from gc_detection import user_errors
+
 # Starts the data of the in-graph assertion, so that the error can be told
 # apart from every other InvalidArgumentError.
 MARKER = 'gc_detection: non-finite training loss'
 _BRACKETED = re.compile(r'\[([^\[\]]*)\]')
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(RuntimeError, user_errors.UserError):
   """A training step produced a NaN or infinite loss; training was stopped."""
 
   def __init__(self, message, step, losses):

@@ -23,10 +23,12 @@ import os
 import socket
 import sys
 
+from gc_detection import user_errors
+
 LOCK_FILE = 'trainer.lock'
 
 
-class ModelDirInUseError(RuntimeError):
+class ModelDirInUseError(RuntimeError, user_errors.UserError):
   """Another process holds model_dir's trainer lock."""
 
 

@@ -10,6 +10,8 @@ PipelineFileError naming the config field, the file and what was expected.
 """
 import tensorflow as tf
 
+from gc_detection import user_errors
+
 PLACEHOLDER = 'PATH_TO_BE_CONFIGURED'
 # fine_tune_checkpoint_type -> the top-level object the OD API restores from a
 # checkpoint of that type (the models' restore_from_objects).
@@ -17,7 +19,7 @@ _CHECKPOINT_ROOTS = {'classification': 'feature_extractor', 'detection': 'model'
                      'full': 'model'}
 
 
-class PipelineFileError(ValueError):
+class PipelineFileError(ValueError, user_errors.UserError):
   """A file named in pipeline.config is missing or does not fit the config."""
 
 
