@@ -289,14 +289,24 @@ class Detector:
     try:
       outputs = self._signature(input_tensor=tf.constant(image[None]))
     except (tf.errors.OpError, ValueError) as error:
-      first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
-      raise ImageError(f'the model failed on this image ({type(error).__name__}: '
-                       f'{first_line})') from error
+      raise ImageError(model_failure(error, image.shape)) from error
     count = int(outputs['num_detections'][0])
     classes = outputs['detection_classes'][0, :count].numpy()
     return Detections(boxes=outputs['detection_boxes'][0, :count].numpy(),
                       scores=outputs['detection_scores'][0, :count].numpy(),
                       classes=np.rint(classes).astype(np.int64))
+
+
+def model_failure(error, image_shape):
+  """Why the model failed on an image of image_shape (H, W, ...), in one line."""
+  from gc_detection import op_errors  # pylint: disable=g-import-not-at-top
+  cause = op_errors.reason(error)
+  message = f'the model failed on this image ({cause})'
+  if 'output dimensions must be positive' in cause:
+    height, width = image_shape[:2]
+    message += (f': its resizer scaled a side of the {height}x{width} input to 0 '
+                'pixels; the aspect ratio is too extreme for the model')
+  return message
 
 
 def load_category_index(label_map_path):
@@ -403,7 +413,15 @@ def process_image(detector, path, score_threshold, max_detections,
   Raises ImageError.
   """
   image = load_image(path)
-  detections = detector(model_input(image, max_input_side))
+  model_image = model_input(image, max_input_side)
+  try:
+    detections = detector(model_image)
+  except ImageError as error:
+    if model_image.shape == image.shape:
+      raise
+    raise ImageError(
+        f'{error} (the {image.shape[0]}x{image.shape[1]} image was downscaled to '
+        f'{model_image.shape[0]}x{model_image.shape[1]} by --max_input_side)') from error
   return image, select(detections, score_threshold, max_detections)
 
 
@@ -430,23 +448,31 @@ def run(detector, category_index, paths, output_json, output_image_dir=None,
   image_ids = assign_image_ids(paths, coco_ids)
   names = picture_names(paths, image_format)
   results, failures, processed = [], [], 0
-  for path, image_id, name in _progress(list(zip(paths, image_ids, names))):
-    try:
-      if image_id is None:
-        raise ImageError(f'no image named {os.path.basename(path)!r} in '
-                         '--coco_annotations_file')
-      image, detections = process_image(detector, path, score_threshold,
-                                        max_detections, max_input_side)
-      if output_image_dir:
-        _save_drawing(os.path.join(output_image_dir, name), image, detections,
-                      category_index, image_format)
-    except ImageError as error:
-      failures.append(Failure(path, str(error)))
-      _report(path, error)
-      continue
-    processed += 1
-    results.extend(coco_results(detections, image_id, os.path.basename(path),
-                                image.shape[0], image.shape[1], category_index))
+  try:
+    for path, image_id, name in _progress(list(zip(paths, image_ids, names))):
+      try:
+        if image_id is None:
+          raise ImageError(f'no image named {os.path.basename(path)!r} in '
+                           '--coco_annotations_file')
+        image, detections = process_image(detector, path, score_threshold,
+                                          max_detections, max_input_side)
+        if output_image_dir:
+          _save_drawing(os.path.join(output_image_dir, name), image, detections,
+                        category_index, image_format)
+      except ImageError as error:
+        failures.append(Failure(path, str(error)))
+        _report(path, error)
+        continue
+      processed += 1
+      results.extend(coco_results(detections, image_id, os.path.basename(path),
+                                  image.shape[0], image.shape[1], category_index))
+  except BaseException:
+    # Interrupted (Ctrl-C, a crash in the model): keep what was done.
+    write_json(output_json, results)
+    print(f'infer: stopped after {_count(processed, "image")} of {len(paths)}; '
+          f'their {_count(len(results), "detection")} are in {output_json}',
+          file=sys.stderr)
+    raise
   write_json(output_json, results)
   return Summary(results, failures, processed)
 
@@ -458,6 +484,34 @@ def _save_drawing(path, image, detections, category_index, image_format):
   except OSError as error:
     raise ImageError(f'cannot write the picture {path} '
                      f'({error.strerror or error})') from error
+
+
+def _check_writable_directory(flag_name, directory):
+  """Creates directory if needed; UsageError naming the flag unless files can
+  be written there."""
+  try:
+    os.makedirs(directory, exist_ok=True)
+    probe = os.path.join(directory, f'.infer_probe.{os.getpid()}.tmp')
+    with open(probe, 'w'):
+      pass
+    os.remove(probe)
+  except OSError as error:
+    raise UsageError(f'--{flag_name}: cannot write into {directory} '
+                     f'({error.strerror or error})') from None
+
+
+def check_outputs(output_json, output_image_dir=None):
+  """Checks, before any image is read, that every output can be written.
+
+  Creates the directories. Raises UsageError naming the flag: output_json is
+  a directory, or a directory on its path is a file or not writable.
+  """
+  if os.path.isdir(output_json):
+    raise UsageError(f'--output_json: {output_json} is a directory; expected a '
+                     'file name such as results/detections.json')
+  _check_writable_directory('output_json', os.path.dirname(os.path.abspath(output_json)))
+  if output_image_dir:
+    _check_writable_directory('output_image_dir', output_image_dir)
 
 
 def _check_numbers(score_threshold, max_detections, max_input_side):
@@ -482,6 +536,7 @@ def _prepare():
   coco_ids = (read_coco_image_ids(_COCO_ANNOTATIONS_FILE.value)
               if _COCO_ANNOTATIONS_FILE.value else None)
   category_index = load_category_index(_LABEL_MAP_PATH.value)  # imports TF
+  check_outputs(_OUTPUT_JSON.value, _OUTPUT_IMAGE_DIR.value)
   return saved_model_dir, category_index, paths, coco_ids
 
 

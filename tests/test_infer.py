@@ -454,6 +454,71 @@ def test_cli_usage_errors_exit_2_naming_the_flag(exported, coco_data, tmp_path):
   assert not os.path.exists(tmp_path / 'r.json')
 
 
+def test_bad_output_paths_are_refused_before_the_first_image(exported, coco_data,
+                                                             tmp_path):
+  """Before: every image 'skipped: cannot write the picture' and the JSON [],
+  or every image processed and then a traceback with no JSON."""
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('in the way\n')
+  (tmp_path / 'results_dir').mkdir()
+  good = [f'--saved_model_dir={exported.export_dir}',
+          f'--label_map_path={exported.label_map}', f'--images={coco_data.images}']
+  cases = (
+      ([f'--output_json={tmp_path / "r.json"}',
+        f'--output_image_dir={blocker / "pictures"}'],
+       f'--output_image_dir: cannot write into {blocker / "pictures"}'),
+      ([f'--output_json={blocker / "r.json"}'], f'--output_json: cannot write into {blocker}'),
+      ([f'--output_json={tmp_path / "results_dir"}'],
+       f'--output_json: {tmp_path / "results_dir"} is a directory'),
+  )
+  for outputs, message in cases:
+    result = _cli(good + outputs, timeout=120)
+    assert result.returncode == 2, (outputs, result.stderr[-2000:])
+    assert f'infer: {message}' in result.stderr, (outputs, result.stderr[-2000:])
+    assert 'skipped' not in result.stderr and 'Traceback' not in result.stderr
+  assert not os.path.exists(tmp_path / 'r.json')
+
+
+def test_an_image_too_thin_for_the_resizer_is_skipped_with_the_cause(exported, tmp_path):
+  """Before: 'InvalidArgumentError: Graph execution error:' and nothing else."""
+  thin = tmp_path / 'thin.png'
+  _save(thin, np.full((1, 5000, 3), 200, np.uint8))
+  result = _cli([f'--saved_model_dir={exported.export_dir}',
+                 f'--label_map_path={exported.label_map}', f'--images={thin}',
+                 f'--output_json={tmp_path / "r.json"}'])
+  assert result.returncode == 1, result.stderr[-2000:]
+  line = next(line for line in result.stderr.splitlines()
+              if line.startswith('infer: skipped'))
+  assert line == (f'infer: skipped {thin}: the model failed on this image '
+          '(InvalidArgumentError: output dimensions must be positive): its resizer '
+          'scaled a side of the 1x4096 input to 0 pixels; the aspect ratio is too '
+          'extreme for the model (the 1x5000 image was downscaled to 1x4096 by '
+          '--max_input_side)'), line
+  assert json.load(open(tmp_path / 'r.json')) == []
+
+
+def test_an_interrupted_run_writes_the_results_it_has(exported, detector, coco_data,
+                                                      tmp_path):
+  paths = sorted(os.path.join(coco_data.images, name)
+                 for name in os.listdir(coco_data.images))
+  calls = []
+
+  def interrupted_detector(image):
+    calls.append(image.shape)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return detector(image)
+
+  output = str(tmp_path / 'partial.json')
+  with pytest.raises(KeyboardInterrupt):
+    infer.run(interrupted_detector, infer.load_category_index(exported.label_map),
+              paths, output, score_threshold=0)
+  written = _by_file(json.load(open(output)))
+  assert list(written) == [os.path.basename(paths[0])]
+  _assert_same_detections(written[os.path.basename(paths[0])],
+                          _reference(detector, _decoded(paths[0])))
+
+
 def test_infer_script_explains_missing_arguments():
   result = subprocess.run(['bash', os.path.join(REPO_ROOT, 'scripts', 'infer.sh')],
                           capture_output=True, text=True)

@@ -197,7 +197,8 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     batch, num_tokens = tf.shape(tokens)[0], tf.shape(tokens)[1]
     qkv = tf.reshape(qkv, [batch, num_tokens, 3, self.num_heads, self.head_channels])
     query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # (N, h, L, d)
-    query *= tf.cast(1.0 / math.sqrt(self.head_channels), dtype)
+    # tf.constant, not tf.cast: a Python float cast goes through float32.
+    query *= tf.constant(1.0 / math.sqrt(self.head_channels), dtype)
 
     seed = None
     if training and self.attention_dropout > 0:
