@@ -59,7 +59,7 @@ import math
 import os
 import re
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -271,6 +271,35 @@ def _checkpoint_module_tensors(checkpoint_path):
   return tensors
 
 
+def _layout_text(num_layers, num_heads, head_channels):
+  return (f'{num_layers} layer(s) x {num_heads} head(s) of {head_channels} '
+          'channels')
+
+
+def check_module_layout(layer, checkpoint_path):
+  """Raises AttentionMapError unless the checkpoint's module has the layer's shapes.
+
+  qkv_kernel is (C, 3, heads, d) per block: a config whose num_heads,
+  num_layers or bottleneck_ratio differ from the trained model's builds other
+  shapes, and the restore would fail with a bare shape error.
+  """
+  saved = _checkpoint_module_tensors(checkpoint_path)
+  saved_blocks = sorted({name.split('/')[0] for name in saved})
+  kernels = [saved.get(f'{block}/qkv_kernel') for block in saved_blocks]
+  if not kernels or any(kernel is None or kernel.ndim != 4 for kernel in kernels):
+    return  # check_module_restored names what is missing
+  heads, channels = kernels[0].shape[2], kernels[0].shape[3]
+  built = (layer.num_layers, layer.num_heads, layer.head_channels)
+  trained = (len(kernels), heads, channels)
+  if built != trained:
+    raise AttentionMapError(
+        f'--checkpoint={checkpoint_path}: its global-context module has '
+        f'{_layout_text(*trained)} (num_layers: {trained[0]}, num_heads: '
+        f'{trained[1]}, bottleneck_ratio: {layer.channels // (heads * channels)}), '
+        f'but --pipeline_config_path builds {_layout_text(*built)}; set those '
+        'fields as the model was trained, or pass its own pipeline.config')
+
+
 def check_module_restored(layer, checkpoint_path):
   """Raises AttentionMapError unless the layer holds the checkpoint's module."""
   saved = _checkpoint_module_tensors(checkpoint_path)
@@ -312,9 +341,16 @@ def load_model(pipeline_config_path: str, checkpoint: str) -> LoadedModel:
   configs = read_configs(pipeline_config_path)
   checkpoint_path = resolve_checkpoint(checkpoint)
   model = _build(configs)
-  tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
   meta_architecture = configs['model'].WhichOneof('model')
   layer, stride = _module_and_stride(model, meta_architecture)
+  check_module_layout(layer, checkpoint_path)
+  try:
+    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+  except ValueError as error:  # a stock variable's shape differs
+    raise AttentionMapError(
+        f'--checkpoint={checkpoint_path}: does not fit the model '
+        f'--pipeline_config_path={pipeline_config_path} builds ({error}); use the '
+        'pipeline.config the model was trained with') from None
   check_module_restored(layer, checkpoint_path)
   return LoadedModel(model, meta_architecture, layer, stride, checkpoint_path)
 
@@ -644,11 +680,21 @@ def _write_summaries(summary_writer, name, pictures):
   summary_writer.flush()
 
 
+class Written(NamedTuple):
+  """What run() did: the files written, and (path, reason) of each image skipped."""
+  paths: List[str]
+  skipped: List[Tuple[str, str]]
+
+
 def run(pipeline_config_path: str, checkpoint: str, images: Sequence[str],
         output_dir: str, points_text: Optional[str] = None, top_detections: int = 0,
         block: int = 0, tensorboard_dir: Optional[str] = None,
-        save_arrays: bool = False, colormap: str = 'jet') -> List[str]:
-  """The CLI without flags; returns the written paths."""
+        save_arrays: bool = False, colormap: str = 'jet') -> Written:
+  """The CLI without flags.
+
+  An image that cannot be read or run is reported on stderr and skipped; the
+  others are still drawn.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   if not output_dir:
     raise AttentionMapError('--output_dir: required')
@@ -664,17 +710,21 @@ def run(pipeline_config_path: str, checkpoint: str, images: Sequence[str],
   if not 0 <= block < loaded.layer.num_layers:
     raise AttentionMapError(f'--block={block}: the module has '
                             f'{loaded.layer.num_layers} block(s)')
-  writer = None
-  if tensorboard_dir:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    writer = tf.summary.create_file_writer(tensorboard_dir)
-  written = []
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from gc_detection import op_errors  # pylint: disable=g-import-not-at-top
+  writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+  written, skipped = [], []
   for path, stem in zip(paths, image_files.distinct_stems(paths)):
     try:
-      attention = compute_image_attention(loaded, load_image(path), stem, points,
+      image = image_files.load_image(path)
+      attention = compute_image_attention(loaded, image, stem, points,
                                           top_detections, block)
-    except AttentionMapError as error:
-      raise AttentionMapError(f'{path}: {error}') from error
+    except (image_files.ImageError, AttentionMapError) as error:
+      skipped.append(_skip(path, str(error)))
+      continue
+    except tf.errors.OpError as error:
+      skipped.append(_skip(path, op_errors.model_failure(error, image.shape)))
+      continue
     if not len(attention.weights):
       print(f'attention_maps: {path}: the model detected nothing, no query to '
             'draw', file=sys.stderr)
@@ -683,7 +733,13 @@ def run(pipeline_config_path: str, checkpoint: str, images: Sequence[str],
                                    writer)
   if writer is not None:
     writer.close()
-  return written
+  return Written(written, skipped)
+
+
+def _skip(path, reason):
+  """Reports an image that could not be drawn; returns (path, reason)."""
+  print(f'attention_maps: skipped {path}: {reason}', file=sys.stderr)
+  return path, reason
 
 
 def main(argv):
@@ -697,8 +753,12 @@ def main(argv):
   except AttentionMapError as error:
     print(f'attention_maps: error: {error}', file=sys.stderr)
     return 2
-  for path in written:
+  for path in written.paths:
     print(path)
+  if written.skipped:
+    print(f'attention_maps: {len(written.skipped)} image(s) skipped (see above)',
+          file=sys.stderr)
+    return 1
   return 0
 
 

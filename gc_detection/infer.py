@@ -69,6 +69,7 @@ from absl import flags
 import numpy as np
 
 from gc_detection import atomic_files
+from gc_detection import op_errors
 from gc_detection.data import image_files
 from gc_detection.data.image_files import ImageError
 from gc_detection.data.image_files import load_image
@@ -289,24 +290,12 @@ class Detector:
     try:
       outputs = self._signature(input_tensor=tf.constant(image[None]))
     except (tf.errors.OpError, ValueError) as error:
-      raise ImageError(model_failure(error, image.shape)) from error
+      raise ImageError(op_errors.model_failure(error, image.shape)) from error
     count = int(outputs['num_detections'][0])
     classes = outputs['detection_classes'][0, :count].numpy()
     return Detections(boxes=outputs['detection_boxes'][0, :count].numpy(),
                       scores=outputs['detection_scores'][0, :count].numpy(),
                       classes=np.rint(classes).astype(np.int64))
-
-
-def model_failure(error, image_shape):
-  """Why the model failed on an image of image_shape (H, W, ...), in one line."""
-  from gc_detection import op_errors  # pylint: disable=g-import-not-at-top
-  cause = op_errors.reason(error)
-  message = f'the model failed on this image ({cause})'
-  if 'output dimensions must be positive' in cause:
-    height, width = image_shape[:2]
-    message += (f': its resizer scaled a side of the {height}x{width} input to 0 '
-                'pixels; the aspect ratio is too extreme for the model')
-  return message
 
 
 def load_category_index(label_map_path):

@@ -361,3 +361,48 @@ def test_cli_end_to_end(tiny, tmp_path):
                        '--points=40;60'])
   assert result.returncode == 2
   assert 'attention_maps: error: --points=40;60' in result.stderr
+
+
+def test_a_config_with_other_heads_than_the_checkpoint_is_named(tiny, tmp_path):
+  """Before: a raw `ValueError: Received incompatible tensor with shape ...`."""
+  config, checkpoint = tiny
+  for block, built in (('num_heads: 2', '1 layer(s) x 2 head(s) of 128 channels'),
+                       ('num_layers: 2', '2 layer(s) x 4 head(s) of 64 channels')):
+    directory = tmp_path / block.split(':')[0]
+    directory.mkdir()
+    other = _write_tiny_pipeline(directory, tiny_configs.FRCNN_GC_R50, SIZE,
+                                 f'initialization: GLOROT {block}')
+    with pytest.raises(am.AttentionMapError) as raised:
+      am.load_model(other, checkpoint)
+    message = str(raised.value)
+    assert 'has 1 layer(s) x 4 head(s) of 64 channels (num_layers: 1, num_heads: 4, ' in (
+        message)
+    assert f'--pipeline_config_path builds {built}' in message
+
+
+def test_cli_skips_unreadable_and_too_thin_images_and_draws_the_rest(tiny, tmp_path):
+  """Before: an undecodable image aborted the run, a 1x5000 one gave a traceback."""
+  config, checkpoint = tiny
+  images = tmp_path / 'images'
+  images.mkdir()
+  Image.fromarray(_shapes_image(150, 200, seed=7)).save(images / 'a_good.png')
+  (images / 'b_broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
+  Image.fromarray(np.full((1, 5000, 3), 90, np.uint8)).save(images / 'c_thin.png')
+  Image.fromarray(_shapes_image(120, 120, seed=8)).save(images / 'd_good.png')
+  out = tmp_path / 'maps'
+  result = run_python(['-m', 'gc_detection.attention_maps',
+                       f'--pipeline_config_path={config}', f'--checkpoint={checkpoint}',
+                       f'--images={images}', f'--output_dir={out}', '--points=0,0'])
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr
+  skipped = [line for line in result.stderr.splitlines()
+             if line.startswith('attention_maps: skipped ')]
+  assert len(skipped) == 2, result.stderr[-3000:]
+  assert skipped[0].startswith(f'attention_maps: skipped {images / "b_broken.png"}: ')
+  assert skipped[1] == (
+      f'attention_maps: skipped {images / "c_thin.png"}: the model failed on this '
+      'image (InvalidArgumentError: output dimensions must be positive): its resizer '
+      'scaled a side of the 1x5000 input to 0 pixels; the aspect ratio is too extreme '
+      'for the model')
+  assert sorted(os.listdir(out)) == ['a_good_grid.png', 'a_good_q00.png',
+                                     'd_good_grid.png', 'd_good_q00.png']
