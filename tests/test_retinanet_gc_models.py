@@ -161,8 +161,11 @@ def test_bfloat16_training_step_compiles_with_xla_and_is_finite(tmp_path):
           model, features, labels, unpad_groundtruth_tensors=True,
           optimizer=optimizer, training_step=optimizer.iterations)
 
-    losses = train_step(features, labels)
-    losses = train_step(features, labels)
+    # eager_train_step sets the Keras learning phase for good; the scope puts
+    # it back, so later tests' training=None layer calls stay inference calls.
+    with tf.keras.backend.learning_phase_scope(1):
+      losses = train_step(features, labels)
+      losses = train_step(features, labels)
     # Compiled as one XLA cluster: the function's graph holds an XlaLaunch-able
     # computation, proven by the compiler IR being available.
     hlo = train_step.experimental_get_compiler_ir(features, labels)(stage='hlo')

@@ -2,12 +2,14 @@
 
 The schema is the one `object_detection.data_decoders.tf_example_decoder`
 reads (the same keys `create_coco_tf_record.py` writes): the encoded image,
-its size, and per-object normalised box corners, class ids and class names.
+its size, and per-object normalised box corners, class ids and class names;
+optionally per-object instance masks, as `image/object/mask` PNG strings (the
+decoder's `load_instance_masks: true`, `mask_type: PNG_MASKS`).
 """
 import dataclasses
 import hashlib
 import io
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,12 +29,17 @@ class DetectionExample:
     class_ids: int array of shape (num_boxes,), 1-based label-map ids.
     class_names: one name per box.
     filename: the name stored in image/filename and image/source_id.
+    masks: None (no image/object/mask feature), or an array of shape
+      (num_boxes, height, width), one instance mask per box; nonzero pixels
+      belong to the object. Stored as one single-channel 0/1 PNG per box, as
+      `create_coco_tf_record.py` writes them.
   """
   image: np.ndarray
   boxes: np.ndarray
   class_ids: np.ndarray
   class_names: Sequence[str]
   filename: str
+  masks: Optional[np.ndarray] = None
 
 
 def _bytes(values):
@@ -54,12 +61,21 @@ def encode_png(image):
   return buffer.getvalue()
 
 
+def encode_png_masks(masks):
+  """Returns one PNG (bytes) per mask of a (num_masks, height, width) array.
+
+  Each PNG is single-channel uint8: 1 where the mask is nonzero, else 0.
+  """
+  masks = np.asarray(masks)
+  return [encode_png((mask != 0).astype(np.uint8)) for mask in masks]
+
+
 def to_tf_example(example):
   """Returns the tf.train.Example of a DetectionExample (image stored as PNG).
 
   Raises:
-    ValueError: the image is not uint8 (H, W, 3) or the box, id and name counts
-      differ.
+    ValueError: the image is not uint8 (H, W, 3), the box, id and name counts
+      differ, or the masks are not one (height, width) mask per box.
   """
   image = np.asarray(example.image)
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -89,6 +105,13 @@ def to_tf_example(example):
       'image/object/class/text': _bytes(
           [name.encode('utf8') for name in example.class_names]),
   }
+  if example.masks is not None:
+    masks = np.asarray(example.masks)
+    if masks.shape != (len(boxes), height, width):
+      raise ValueError(
+          f'{example.filename}: masks must have shape (num_boxes, height, width)'
+          f' = {(len(boxes), height, width)}, got {masks.shape}')
+    feature['image/object/mask'] = _bytes(encode_png_masks(masks))
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
