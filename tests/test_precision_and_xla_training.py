@@ -13,6 +13,8 @@ float64 match such differences to 1e-7, test_layer_weight_gradients.py).
 """
 import contextlib
 
+import re
+
 import numpy as np
 from object_detection import model_lib_v2
 from object_detection.builders import model_builder
@@ -409,8 +411,9 @@ def test_faster_rcnn_gc_bfloat16_training_step_compiles_with_xla(tmp_path):
                if np.array_equal(v.numpy(), initial)]
   no_box_loss = all(float(losses['Loss/BoxClassifierLoss/localization_loss']) == 0
                     for losses in all_losses)
-  explained = [name for name in unchanged
-               if no_box_loss and 'mask_rcnn_box_head/BoxEncodingPredictor' in name]
+  # (Keras numbers the layer names of later models in the process: _73.)
+  explained = [name for name in unchanged if no_box_loss and re.search(
+      r'mask_rcnn_box_head(_\d+)?/BoxEncodingPredictor', name)]
   assert unchanged == explained, (
       f'{len(unchanged)} of {len(before)} trainable variables did not change: '
       f'{unchanged}')
