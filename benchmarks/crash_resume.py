@@ -14,13 +14,17 @@ i.e. the OD API's own model_main_tf2, in a fresh model_dir:
    - `after_checkpoint`: right after a non-zero checkpoint (a step picked at
      random among 100, 200, ... below num_steps) is listed (0-0.5 s later);
    - `mid_block`: inside the block of 100 steps after that checkpoint, at a
-     random 15-85% of the duration of the block before it;
+     random 10-60% of the duration of the block before it (which, for the
+     first block, includes tracing the training loop: the next block is
+     faster);
    - `during_save`: while the next checkpoint after that one is being
      written (its `ckpt-N_temp/`, unlisted `ckpt-N.*` or `checkpoint.tmp*`
      files seen);
    the trials cycle through seeded random permutations of these four (or of
    `--kill_modes`), so every `--seed` gives the same schedule and, with all
-   four modes and 5 trials, at least 3 kills after a non-zero checkpoint;
+   four modes and 5 trials, at least 3 kills meant to land after a non-zero
+   checkpoint and before the last one (the restart then resumes from a step
+   > 0; the report counts where the kills really landed);
 2. checks model_dir: every checkpoint the `checkpoint` state file lists
    reads back completely (every tensor) and holds finite weights, at steps
    that are multiples of 100 in order; checkpoint files the state does not
@@ -119,6 +123,7 @@ class TrialResult:
   killed: bool = False
   kill_seconds: Optional[float] = None
   progress: str = ''
+  timeline: str = ''
   latest_step_at_kill: Optional[int] = None
   listed_at_kill: List = dataclasses.field(default_factory=list)
   unlisted_at_kill: List = dataclasses.field(default_factory=list)
@@ -128,9 +133,9 @@ class TrialResult:
   failure: str = ''
   seconds: float = 0.0
 
-  @property
-  def after_nonzero_checkpoint(self):
-    return self.killed and bool(self.latest_step_at_kill)
+  def resumes_mid_run(self, num_steps):
+    """Killed after a non-zero checkpoint and before the last one."""
+    return self.killed and 0 < (self.latest_step_at_kill or 0) < num_steps
 
   def summary(self):
     """One line for stdout."""
@@ -354,7 +359,7 @@ def kill_schedule(trials, seed, num_steps, min_kill, max_kill, modes=KILL_MODES)
     elif mode == 'after_checkpoint':
       plans.append(KillPlan(mode, rng.uniform(0.0, 0.5), target))
     elif mode == 'mid_block':
-      plans.append(KillPlan(mode, rng.uniform(0.15, 0.85), target))
+      plans.append(KillPlan(mode, rng.uniform(0.10, 0.60), target))
     else:
       plans.append(KillPlan(mode, 0.0, target))
   return plans
@@ -401,6 +406,11 @@ class ModelDirWatcher:
 
   def latest_step(self):
     return max(self.arrivals, default=None)
+
+  def timeline(self):
+    """The checkpoints seen listed, as 'step @ seconds' in order."""
+    return ', '.join(f'{step} @ {seconds:.0f} s'
+                     for step, seconds in sorted(self.arrivals.items()))
 
   def progress(self, now, saving, num_steps):
     """Where training was at `now`, in words."""
@@ -468,6 +478,7 @@ def _run_until_kill(command, model_dir, plan, num_steps, log_file, result):
       if process.poll() is not None:
         result.kill_seconds = now
         result.progress = watcher.progress(now, saving, num_steps)
+        result.timeline = watcher.timeline()
         if process.returncode != 0:
           raise TrialFailure(f'the first run exited with {process.returncode} before '
                              f'the kill; see {log_file.name}')
@@ -477,6 +488,7 @@ def _run_until_kill(command, model_dir, plan, num_steps, log_file, result):
         result.killed = True
         result.kill_seconds = now
         result.progress = watcher.progress(now, saving, num_steps)
+        result.timeline = watcher.timeline()
         return
       if now > TRIAL_TIMEOUT_SECONDS:
         raise TrialFailure(f'no kill moment ({plan.describe()}) within '
@@ -562,8 +574,8 @@ def report(results, settings, wall_seconds):
       moment = f'none (finished at {result.kill_seconds:.1f})'
     else:
       moment = '-'
-    rows.append([result.index + 1, result.plan.mode, result.plan.describe(), moment,
-                 result.progress.replace('|', '/') or '-',
+    rows.append([result.index + 1, result.plan.mode, result.plan.describe(),
+                 result.timeline or '-', moment, result.progress.replace('|', '/') or '-',
                  _cell(result.latest_step_at_kill)
                  + (f' (unlisted: {", ".join(result.unlisted_at_kill)})'
                     if result.unlisted_at_kill else ''),
@@ -572,7 +584,7 @@ def report(results, settings, wall_seconds):
                  f'**no**: {result.failure.replace("|", "/")}',
                  f'{result.seconds / 60:.1f}'])
   survived = sum(result.survived for result in results)
-  after_nonzero = sum(result.after_nonzero_checkpoint for result in results)
+  mid_run = sum(result.resumes_mid_run(settings['num_steps']) for result in results)
   lines = [
       '## Crash resume: SIGKILL during stock training, then a restart',
       markdown_report.markdown_table(['item', 'value'], markdown_report.machine_rows()),
@@ -587,20 +599,23 @@ def report(results, settings, wall_seconds):
       'delay (or when the step-0 checkpoint is listed), `after_checkpoint` just '
       'after a non-zero checkpoint is listed, `mid_block` inside the block after it '
       '(a fraction of the previous block\'s duration), `during_save` while the next '
-      'checkpoint\'s temporary files exist. Progress is what the poller of model_dir '
-      'saw at the kill.',
+      'checkpoint\'s temporary files exist. "Checkpoints listed" and "progress" are '
+      'what a poller of model_dir (every 5 ms) saw before and at the kill; times are '
+      'seconds since the first run started.',
       '- Survived: every listed checkpoint reads back completely with finite weights '
       'after the kill and after the restart; the restart saved no step already saved '
       'and went on from the latest checkpoint (its first new checkpoint and its first '
       'loss summary one block after it); it reached the final step; no unlisted '
       'checkpoint file is left (a cut save\'s `ckpt-N_temp/` excepted).',
       markdown_report.markdown_table(
-          ['trial', 'kill mode', 'planned', 'killed at (s)', 'progress at the kill',
+          ['trial', 'kill mode', 'planned', 'checkpoints listed (step @ time)',
+           'killed at (s)', 'progress at the kill',
            'latest checkpoint step at the kill', 'resumed from step', 'final step',
            'survived', 'trial min'], rows),
-      f'- **{survived} of {len(results)} trials survived**; {after_nonzero} of the '
+      f'- **{survived} of {len(results)} trials survived**; {mid_run} of the '
       f'{sum(result.killed for result in results)} kills landed after a non-zero '
-      'checkpoint.',
+      f'checkpoint and before step {settings["num_steps"]} (so the restart resumed '
+      'from a step > 0).',
   ]
   return '\n\n'.join(lines) + '\n'
 

@@ -9,6 +9,7 @@ train.sh runs for a one-phase config), sparing the two train.sh start-ups
 (set-up check and phase plan, 15-30 s each here). The other tests check the
 benchmark's checks, kill schedule, model_dir poller and report on fakes.
 """
+import dataclasses
 import os
 import sys
 
@@ -143,6 +144,7 @@ def test_the_poller_follows_checkpoints_and_sees_a_save_in_progress(tmp_path):
   _fake_checkpoints(model_dir, [1.0, 2.0])
   assert watcher.poll(2.0) == []
   assert watcher.arrivals == {0: 2.0, 100: 2.0} and watcher.latest_step() == 100
+  assert watcher.timeline() == '0 @ 2 s, 100 @ 2 s'
   plan = crash_resume.KillPlan('during_save', 0.0, 100)
   assert not crash_resume._due(plan, watcher, 2.5, [])  # pylint: disable=protected-access
   os.makedirs(os.path.join(model_dir, 'ckpt-3_temp'))
@@ -167,7 +169,8 @@ def test_report_has_one_row_per_trial_and_the_count():
                                      modes=('after_checkpoint', 'during_save'))
   survived = crash_resume.TrialResult(
       0, plans[0], killed=True, kill_seconds=140.2, progress='0.3 s after the step-100 '
-      'checkpoint', latest_step_at_kill=100, resumed_from=100, final_step=200,
+      'checkpoint', timeline='0 @ 58 s, 100 @ 139 s', latest_step_at_kill=100,
+      resumed_from=100, final_step=200,
       survived=True, seconds=300.0)
   failed = crash_resume.TrialResult(
       1, plans[1], killed=True, kill_seconds=220.0, progress='while a checkpoint was '
@@ -181,5 +184,9 @@ def test_report_has_one_row_per_trial_and_the_count():
           line.startswith('| 2 |')]
   assert len(rows) == 2, text
   assert '| 140.2 |' in rows[0] and '| 100 | 100 | 200 | yes |' in rows[0], rows[0]
+  assert '| 0 @ 58 s, 100 @ 139 s |' in rows[0], rows[0]
   assert '**no**: the restart exited with 1' in rows[1], rows[1]
-  assert '**1 of 2 trials survived**; 2 of the 2 kills landed after a non-zero' in text
+  assert survived.resumes_mid_run(200) and not dataclasses.replace(
+      survived, latest_step_at_kill=200).resumes_mid_run(200)
+  assert ('**1 of 2 trials survived**; 2 of the 2 kills landed after a non-zero '
+          'checkpoint and before step 200') in text
