@@ -4,24 +4,26 @@ RetinaNet + GC (it has no random sampling in its loss, unlike Faster R-CNN's
 proposal sampler), fine-tuned in full from one generated checkpoint, on a
 TFRecord whose examples are all the same image: every run starts from the
 same weights and sees the same global batch whatever the sharding, so the
-loss after the stock trainer's block of 100 steps must agree between
+loss after 10 steps of the stock trainer must agree between
 
 - one process on one device (the reference),
 - `model_main_tf2 --num_workers=2`: MultiWorkerMirroredStrategy, two
-  processes on 127.0.0.1 with TF_CONFIG,
-- MirroredStrategy over two logical CPU devices in one process (the stock
-  train_loop run under the strategy's scope).
+  processes on 127.0.0.1 with TF_CONFIG.
 
 Input sharding has its own test: four TFRecord shards of different images,
 read in order (`shuffle: false`), two workers under `model_main_tf2
 --num_workers=2`, each logging what its stock input pipeline reads; the
 workers must read disjoint files and examples, see 2 replicas in sync, and
 train like the two replicas of MirroredStrategy in one process fed, step by
-step, the pair of examples the two workers read. Two quick tests without
+step, the pair of examples the two workers read (so MirroredStrategy over two
+logical CPU devices, the stock train_loop run under its scope, is checked
+there against the two workers). Two quick tests without
 training check the stock file sharding under the default `shuffle: true`:
 a partition in every epoch only when all workers have the same global seed.
 
-A minute or two per run on 2 idle cores (several under load).
+Every run trains in iterations of 10 steps or fewer (tests/stock_trainer.py:
+model_main_tf2's train_loop given its own num_steps_per_iteration), not the
+100 model_main_tf2 would take. A minute or so per run on 2 idle cores.
 """
 import json
 import os
@@ -36,6 +38,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+import stock_trainer
 import tiny_configs
 from gc_detection import atomic_files
 from gc_detection.data import shapes
@@ -43,7 +46,7 @@ from gc_detection.data import tf_example
 
 SIZE = 160
 GLOBAL_BATCH = 2
-STEPS = 100  # model_main_tf2 trains in blocks of 100 steps
+STEPS = 10  # in one iteration of the stock train_loop
 RETINANET_GC = 'ssd_resnet50_v1_fpn_gc_640x640_coco.config'
 
 
@@ -107,9 +110,9 @@ def pipeline(tmp_path_factory):
 
 
 def _trainer_command(config, model_dir, *flags):
-  return [sys.executable, '-m', 'object_detection.model_main_tf2',
-          f'--pipeline_config_path={config}', f'--model_dir={model_dir}',
-          f'--num_train_steps={STEPS}', f'--checkpoint_every_n={STEPS}', *flags]
+  return stock_trainer.command(config, model_dir, f'--num_train_steps={STEPS}',
+                               f'--checkpoint_every_n={STEPS}', *flags,
+                               steps_per_iteration=STEPS)
 
 
 @pytest.fixture(scope='module')
@@ -174,6 +177,8 @@ def test_multi_worker_mirrored_strategy_two_processes(pipeline, single_process):
   _assert_same_training(model_dir, single_process)
 
 
+# The stock train_loop under MirroredStrategy over two logical CPUs, training
+# argv[3] steps in iterations of argv[4].
 MIRRORED_DRIVER = '''
 import sys
 import tensorflow as tf
@@ -183,30 +188,18 @@ tf.config.set_logical_device_configuration(
 from object_detection import model_lib_v2
 strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
 assert strategy.num_replicas_in_sync == 2
+steps = int(sys.argv[3])
 with strategy.scope():
   model_lib_v2.train_loop(pipeline_config_path=sys.argv[1], model_dir=sys.argv[2],
-                          train_steps=int(sys.argv[3]), checkpoint_every_n=int(sys.argv[3]))
+                          train_steps=steps, checkpoint_every_n=steps,
+                          num_steps_per_iteration=int(sys.argv[4]))
 '''
-
-
-def test_mirrored_strategy_two_logical_cpus(pipeline, single_process):
-  config, work_dir = pipeline
-  model_dir = str(work_dir / 'mirrored')
-  result = subprocess.run([sys.executable, '-c', MIRRORED_DRIVER, config, model_dir,
-                           str(STEPS)], capture_output=True, text=True, cwd=REPO_ROOT,
-                          timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  _assert_same_training(model_dir, single_process)
 
 
 SHARDS = 4
 IMAGES_PER_SHARD = 4
-# The sharded runs train 10 steps, one per call of the traced training step:
-# the drivers below pass the stock train_loop its own num_steps_per_iteration
-# (model_main_tf2 leaves it at 100): 8 instead of 18 minutes for the test on
-# the busy 2 cores here, start-up and tracing being most of the rest; and the
-# stock loop then logs the loss at every step, so whole loss curves are
-# compared.
+# The sharded runs train 10 steps, one per iteration of the stock loop, which
+# then logs the loss at every step: whole loss curves are compared.
 SHARDED_STEPS = 10
 SHARDED_STEPS_PER_ITERATION = 1
 
@@ -278,24 +271,6 @@ dataset_builder.read_dataset = read_dataset
 
 app.run(model_main_tf2.main)
 """
-
-
-# MIRRORED_DRIVER training argv[3] steps in blocks of argv[4].
-MIRRORED_BLOCK_DRIVER = '''
-import sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices('CPU')[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from object_detection import model_lib_v2
-strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-assert strategy.num_replicas_in_sync == 2
-steps = int(sys.argv[3])
-with strategy.scope():
-  model_lib_v2.train_loop(pipeline_config_path=sys.argv[1], model_dir=sys.argv[2],
-                          train_steps=steps, checkpoint_every_n=steps,
-                          num_steps_per_iteration=int(sys.argv[4]))
-'''
 
 
 def _read_input_log(path):
@@ -455,7 +430,7 @@ def test_multi_worker_shards_the_input_by_file(sharded_data, sharded_configs):
   reference_configs['train_input_config'] = reference_input
   reference_config = _save_config(reference_configs, work_dir / 'pairs_config')
   reference_dir = str(work_dir / 'mirrored_pairs')
-  result = subprocess.run([sys.executable, '-c', MIRRORED_BLOCK_DRIVER, reference_config,
+  result = subprocess.run([sys.executable, '-c', MIRRORED_DRIVER, reference_config,
                            reference_dir, str(SHARDED_STEPS),
                            str(SHARDED_STEPS_PER_ITERATION)], capture_output=True,
                           text=True, cwd=REPO_ROOT, timeout=900)

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from conftest import run_script
+import stock_trainer
 import tiny_configs
 from gc_detection.data import shapes
 from gc_detection.data import tf_example
@@ -47,9 +48,9 @@ def training_config(tmp_path_factory):
   return tiny_configs.faster_rcnn_gc_training_config(work_dir, '', learning_rate=1e-4)
 
 
-def _trainer(config, model_dir, *flags):
-  return [sys.executable, '-m', 'object_detection.model_main_tf2',
-          f'--pipeline_config_path={config}', f'--model_dir={model_dir}', *flags]
+def _trainer(config, model_dir, *flags, steps_per_iteration=None):
+  return stock_trainer.command(config, model_dir, *flags,
+                               steps_per_iteration=steps_per_iteration)
 
 
 def _run(args, timeout=600):
@@ -145,11 +146,14 @@ def test_the_stock_trainer_stops_at_once_on_an_empty_tfrecord(training_config, t
 def test_a_run_shorter_than_checkpoint_every_n_keeps_its_weights(training_config,
                                                                   tmp_path):
   model_dir = tmp_path / 'model'
-  result = _run(_trainer(training_config, model_dir, '--num_train_steps=100'))
+  # 10 steps in iterations of 10 (tests/stock_trainer.py), the default
+  # checkpoint_every_n of 1000.
+  result = _run(_trainer(training_config, model_dir, '--num_train_steps=10',
+                         steps_per_iteration=10))
   assert result.returncode == 0, result.stderr[-3000:]
   latest = tf.train.latest_checkpoint(str(model_dir))
   reader = tf.train.load_checkpoint(latest)
-  assert reader.get_tensor(STEP_KEY) == 100
+  assert reader.get_tensor(STEP_KEY) == 10
   # The step-0 checkpoint has no model weights; the final one has them all,
   # as the reference model built from the config has them.
   model = model_builder.build(
@@ -161,19 +165,20 @@ def test_a_run_shorter_than_checkpoint_every_n_keeps_its_weights(training_config
   status.expect_partial().assert_existing_objects_matched()
   for variable in model.trainable_variables:
     assert np.all(np.isfinite(variable.numpy())), variable.name
-  assert 'training ended at step 100' in result.stderr
+  assert 'training ended at step 10' in result.stderr
 
   # Resuming continues the numbering: nothing is overwritten.
   state = tf.train.get_checkpoint_state(str(model_dir))
   before = list(state.all_model_checkpoint_paths)
-  result = _run(_trainer(training_config, model_dir, '--num_train_steps=200'))
+  result = _run(_trainer(training_config, model_dir, '--num_train_steps=20',
+                         steps_per_iteration=10))
   assert result.returncode == 0, result.stderr[-3000:]
   after = list(tf.train.get_checkpoint_state(str(model_dir)).all_model_checkpoint_paths)
   assert after[:len(before)] == before and len(after) == len(before) + 1
   numbers = [int(path.rsplit('-', 1)[1]) for path in after]
   assert numbers == sorted(set(numbers)), after
-  assert tf.train.load_checkpoint(after[-1]).get_tensor(STEP_KEY) == 200
-  assert tf.train.load_checkpoint(before[-1]).get_tensor(STEP_KEY) == 100
+  assert tf.train.load_checkpoint(after[-1]).get_tensor(STEP_KEY) == 20
+  assert tf.train.load_checkpoint(before[-1]).get_tensor(STEP_KEY) == 10
 
   # The stock exporter accepts it (it failed with "Found N Python objects
   # that were not bound" on the weightless checkpoint).
