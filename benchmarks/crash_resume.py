@@ -13,10 +13,11 @@ i.e. the OD API's own model_main_tf2, in a fresh model_dir:
      moment the first (step-0) checkpoint is listed if that comes first;
    - `after_checkpoint`: right after a non-zero checkpoint (a step picked at
      random among 100, 200, ... below num_steps) is listed (0-0.5 s later);
-   - `mid_block`: inside the block of 100 steps after that checkpoint, at a
-     random 10-60% of the duration of the block before it (which, for the
-     first block, includes tracing the training loop: the next block is
-     faster);
+   - `mid_iteration`: inside the iteration of the stock train_loop after
+     that checkpoint (num_steps_per_iteration = 100 steps, one checkpoint
+     each), at a random 10-60% of the duration of the iteration before it
+     (which, for the first iteration, includes tracing the training loop:
+     the next iteration is faster);
    - `during_save`: while the next checkpoint after that one is being
      written (its `ckpt-N_temp/`, unlisted `ckpt-N.*` or `checkpoint.tmp*`
      files seen);
@@ -32,9 +33,12 @@ i.e. the OD API's own model_main_tf2, in a fresh model_dir:
 3. restarts training and lets it finish, then checks that it resumed where
    the latest checkpoint was (no new step-0 checkpoint, checkpoint steps
    continue from the latest one, and the restart's own loss summaries start
-   one block after it), that the final step is num_steps, that the final
+   one iteration after it), that the final step is num_steps, that the final
    weights are finite and that no unlisted checkpoint file is left
    (TensorFlow's own <prefix>_temp directory of a cut save excepted).
+
+The kill moments and the model_dir poller are in
+benchmarks/crash_resume_kills.py, the checks in benchmarks/crash_resume_checks.py.
 
 A trial survives when every check passes. Prints one line per trial and the
 survived / tried count; exits 1 if any trial failed. With --markdown, writes
@@ -45,11 +49,7 @@ Usage (3-5 minutes per trial on 2 busy cores):
       [--markdown=BENCHMARKS.md] [--work_dir=DIR]
 """
 import dataclasses
-import glob
 import os
-import random
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,13 +59,16 @@ from typing import List, Optional
 from absl import app
 from absl import flags
 
+# benchmarks/ is on sys.path when run as a script.
+import crash_resume_kills
+from crash_resume_checks import (CHECKPOINT_EVERY_N, TrialFailure, check_checkpoints,
+                                 check_resumed, events_files, logged_loss_steps)
+from crash_resume_kills import KILL_MODES, TRIAL_TIMEOUT_SECONDS, KillPlan
+import markdown_report
+from gc_detection.reports.markdown import markdown_table
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKPOINT_EVERY_N = 100  # the stock trainer's block of steps
-STEP_KEY = 'step/.ATTRIBUTES/VARIABLE_VALUE'
-KILL_MODES = ('before_first_checkpoint', 'after_checkpoint', 'mid_block', 'during_save')
 TRAINERS = ('train.sh', 'model_main_tf2')
-POLL_SECONDS = 0.005
-TRIAL_TIMEOUT_SECONDS = 1800
 SECTION = 'crash_resume'
 
 
@@ -83,37 +86,6 @@ def _define_flags():
                     'scripts/train.sh or python -m object_detection.model_main_tf2.')
   flags.DEFINE_string('work_dir', None, 'Where trials run (default: a temp dir).')
   flags.DEFINE_string('markdown', None, 'Rewrite the "crash_resume" section of this file.')
-
-
-class TrialFailure(AssertionError):
-  """A check of a crash trial failed."""
-
-
-@dataclasses.dataclass
-class KillPlan:
-  """When one trial kills the trainer.
-
-  mode: one of KILL_MODES.
-  parameter: before_first_checkpoint: seconds after the start;
-    after_checkpoint: seconds after the target checkpoint is listed;
-    mid_block: fraction of the previous block's duration; during_save: unused.
-  target_step: the non-zero checkpoint step the kill is placed after (None
-    for before_first_checkpoint).
-  """
-  mode: str
-  parameter: float
-  target_step: Optional[int] = None
-
-  def describe(self):
-    if self.mode == 'before_first_checkpoint':
-      return f'at {self.parameter:.1f} s or at the first checkpoint'
-    if self.mode == 'after_checkpoint':
-      return f'{self.parameter:.2f} s after the step-{self.target_step} checkpoint'
-    if self.mode == 'mid_block':
-      return (f'{self.parameter:.0%} into block {self.target_step}->'
-              f'{self.target_step + CHECKPOINT_EVERY_N}')
-    return f'while the checkpoint after step {self.target_step} is written'
-
 
 @dataclasses.dataclass
 class TrialResult:
@@ -208,12 +180,14 @@ def write_training_config(work_dir, num_steps):
   adam = train_config.optimizer.adam_optimizer
   adam.learning_rate.constant_learning_rate.learning_rate = 1e-4
   train_config.optimizer.use_moving_average = False
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
   pipeline = config_util.create_pipeline_proto_from_configs(configs)
   # One phase: the Adam optimizer above for every step.
   pipeline.Extensions[global_context_pb2.global_context].ClearField('training_phases')
-  config_util.save_pipeline_config(pipeline, work_dir)
-  return os.path.join(work_dir, 'pipeline.config')
+  path = os.path.join(work_dir, 'pipeline.config')
+  atomic_files.write_text(path, text_format.MessageToString(pipeline))
+  return path
 
 
 def _train_command(config, model_dir, trainer='train.sh'):
@@ -226,284 +200,11 @@ def _train_command(config, model_dir, trainer='train.sh'):
   raise ValueError(f'trainer: expected one of {TRAINERS}, got {trainer!r}')
 
 
-def _checkpoint_number(path):
-  return int(re.search(r'ckpt-(\d+)$', path).group(1))
-
-
-def listed_checkpoints(model_dir):
-  """[(checkpoint number, path)] the state file lists, oldest first."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  state = tf.train.get_checkpoint_state(model_dir)
-  if state is None:
-    return []
-  return [(_checkpoint_number(path), path) for path in state.all_model_checkpoint_paths]
-
-
-def check_checkpoints(model_dir):
-  """Checks every listed checkpoint.
-
-  Returns:
-    ([(number, step)] oldest first, [files under model_dir named like a
-    checkpoint that the state file does not list]).
-  """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  steps = []
-  for number, path in listed_checkpoints(model_dir):
-    try:
-      reader = tf.train.load_checkpoint(path)
-      # Reads every byte: a torn file fails here.
-      values = {name: reader.get_tensor(name)
-                for name in reader.get_variable_to_shape_map()}
-    except (tf.errors.OpError, IndexError, ValueError) as error:
-      raise TrialFailure(f'{path}: unreadable: {error}') from None
-    for name, value in values.items():
-      if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.all(
-          np.isfinite(value)):
-        raise TrialFailure(f'{path}: {name} is not finite')
-    steps.append((number, int(values[STEP_KEY])))
-  if [step for _, step in steps] != sorted(step for _, step in steps):
-    raise TrialFailure(f'checkpoint steps out of order: {steps}')
-  for _, step in steps:
-    if step % CHECKPOINT_EVERY_N:
-      raise TrialFailure(f'a checkpoint at step {step}, not a multiple of '
-                         f'{CHECKPOINT_EVERY_N}: {steps}')
-  listed = {os.path.basename(path) for _, path in listed_checkpoints(model_dir)}
-  unlisted = sorted(
-      name for name in os.listdir(model_dir) if name.startswith('ckpt-') and
-      re.sub(r'\.(index|data-\d+-of-\d+)$', '', name) not in listed)
-  return steps, unlisted
-
-
-def check_resumed(before, after, num_steps):
-  """Checks that a restart went on from the latest checkpoint to num_steps.
-
-  Args:
-    before: [(checkpoint number, step)] listed after the kill, oldest first.
-    after: the same after the restart finished.
-    num_steps: the step training was asked to reach.
-
-  Returns:
-    The step the restart went on from, according to the checkpoints.
-
-  Raises:
-    TrialFailure: the restart did not reach num_steps, saved a step already
-      checkpointed, or its first trained checkpoint is not one block after
-      the latest one before it.
-  """
-  if not after or after[-1][1] != num_steps:
-    raise TrialFailure(f'the restart ended at {after[-1:]} (checkpoint, step), '
-                       f'not at step {num_steps}')
-  if not before:
-    return 0
-  latest_number, latest_step = before[-1]
-  new = [(number, step) for number, step in after if number > latest_number]
-  # The stock trainer saves a checkpoint whenever it starts at step 0, so a
-  # restart from the step-0 checkpoint saves step 0 once more.
-  trained = [(number, step) for number, step in new if step or latest_step]
-  if any(step < latest_step for _, step in trained):
-    raise TrialFailure(f'the restart did not resume from step {latest_step}: '
-                       f'it saved {new}')
-  if any(step == latest_step for _, step in trained):
-    raise TrialFailure(f'the restart saved step {latest_step} again (a duplicate of '
-                       f'the latest checkpoint before it): it saved {new}')
-  if trained and trained[0][1] != latest_step + CHECKPOINT_EVERY_N:
-    raise TrialFailure(
-        f'the restart resumed at step {trained[0][1] - CHECKPOINT_EVERY_N}, '
-        f'not at the latest checkpoint\'s step {latest_step}')
-  return latest_step
-
-
-def events_files(model_dir):
-  """The TensorBoard event files the trainer wrote under model_dir/train."""
-  return set(glob.glob(os.path.join(model_dir, 'train', 'events.out.tfevents.*')))
-
-
-def logged_loss_steps(paths):
-  """Sorted steps at which the files in `paths` hold a Loss/total_loss summary."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  steps = set()
-  for path in paths:
-    try:
-      for event in tf.compat.v1.train.summary_iterator(path):
-        if any(value.tag == 'Loss/total_loss' for value in event.summary.value):
-          steps.add(int(event.step))
-    except tf.errors.DataLossError:
-      pass  # the tail of a file its writer was killed while writing
-  return sorted(steps)
-
-
-def kill_schedule(trials, seed, num_steps, min_kill, max_kill, modes=KILL_MODES):
-  """[KillPlan] for `trials` trials, deterministic in `seed`.
-
-  The modes come in seeded random permutations of `modes`, one after the
-  other, so every mode occurs once in each run of len(modes) trials.
-  """
-  unknown = sorted(set(modes) - set(KILL_MODES))
-  if unknown or not modes:
-    raise ValueError(f'kill modes: expected some of {KILL_MODES}, got {list(modes)}')
-  if num_steps % CHECKPOINT_EVERY_N or num_steps < 2 * CHECKPOINT_EVERY_N:
-    raise ValueError(f'num_steps: expected a multiple of {CHECKPOINT_EVERY_N} of at '
-                     f'least {2 * CHECKPOINT_EVERY_N}, got {num_steps}')
-  rng = random.Random(seed)
-  order = []
-  while len(order) < trials:
-    permutation = list(modes)
-    rng.shuffle(permutation)
-    order += permutation
-  plans = []
-  for mode in order[:trials]:
-    target = rng.randrange(CHECKPOINT_EVERY_N, num_steps, CHECKPOINT_EVERY_N)
-    if mode == 'before_first_checkpoint':
-      plans.append(KillPlan(mode, rng.uniform(min_kill, max_kill)))
-    elif mode == 'after_checkpoint':
-      plans.append(KillPlan(mode, rng.uniform(0.0, 0.5), target))
-    elif mode == 'mid_block':
-      plans.append(KillPlan(mode, rng.uniform(0.10, 0.60), target))
-    else:
-      plans.append(KillPlan(mode, 0.0, target))
-  return plans
-
-
-class ModelDirWatcher:
-  """Follows a trainer's model_dir by polling: checkpoints listed, saves in progress."""
-
-  def __init__(self, model_dir):
-    self.model_dir = model_dir
-    self.arrivals = {}  # checkpoint step -> seconds when first seen listed
-    self.numbers = {}  # checkpoint step -> checkpoint number
-    self._state_signature = None
-
-  def poll(self, now):
-    """Updates the listed checkpoints; returns the names of a save in progress."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    # The state file first, then the directory: a `checkpoint.tmp*` seen
-    # afterwards belongs to a later save than every checkpoint listed.
-    state = os.path.join(self.model_dir, 'checkpoint')
-    try:
-      stat = os.stat(state)
-      signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    except FileNotFoundError:
-      signature = None
-    if signature is not None and signature != self._state_signature:
-      self._state_signature = signature
-      for number, path in listed_checkpoints(self.model_dir):
-        if number not in self.numbers.values():
-          step = int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
-          self.arrivals.setdefault(step, now)
-          self.numbers.setdefault(step, number)
-    try:
-      names = os.listdir(self.model_dir)
-    except FileNotFoundError:
-      return []
-    newest = max(self.numbers.values(), default=0)
-    saving = []
-    for name in names:
-      match = re.match(r'ckpt-(\d+)(_temp|\.index|\.data-\d+-of-\d+)$', name)
-      if (match and int(match.group(1)) > newest) or name.startswith('checkpoint.tmp'):
-        saving.append(name)
-    return sorted(saving)
-
-  def latest_step(self):
-    return max(self.arrivals, default=None)
-
-  def timeline(self):
-    """The checkpoints seen listed, as 'step @ seconds' in order."""
-    return ', '.join(f'{step} @ {seconds:.0f} s'
-                     for step, seconds in sorted(self.arrivals.items()))
-
-  def progress(self, now, saving, num_steps):
-    """Where training was at `now`, in words."""
-    latest = self.latest_step()
-    if saving:
-      after = (f'after the step-{latest} checkpoint' if latest is not None else
-               'before any checkpoint was listed')
-      return f'while a checkpoint was being written ({", ".join(saving)}), {after}'
-    if latest is None:
-      started = os.path.isdir(os.path.join(self.model_dir, 'train'))
-      return ('before the first checkpoint, the trainer building its model' if started
-              else 'before the first checkpoint, the trainer starting up')
-    since = now - self.arrivals[latest]
-    if latest >= num_steps:
-      return f'{since:.1f} s after the final (step-{latest}) checkpoint, as the trainer exited'
-    text = f'{since:.1f} s after the step-{latest} checkpoint'
-    previous = self.arrivals.get(latest - CHECKPOINT_EVERY_N)
-    if previous is not None:
-      text += (f', ~{since / (self.arrivals[latest] - previous):.0%} into block '
-               f'{latest}->{latest + CHECKPOINT_EVERY_N}')
-    return text
-
-
-def _due(plan, watcher, now, saving):
-  """Whether the kill of `plan` is due now."""
-  if plan.mode == 'before_first_checkpoint':
-    return now >= plan.parameter or watcher.latest_step() is not None
-  target = plan.target_step
-  arrived = watcher.arrivals.get(target)
-  if arrived is None:
-    return False
-  later = [step for step in watcher.arrivals if step > target]
-  if plan.mode == 'after_checkpoint':
-    return now >= arrived + plan.parameter or bool(later)
-  if plan.mode == 'mid_block':
-    previous = watcher.arrivals.get(target - CHECKPOINT_EVERY_N, 0.0)
-    return now >= arrived + plan.parameter * (arrived - previous) or bool(later)
-  return bool(saving) or bool(later)
-
-
-def _kill_group(process):
-  """SIGKILL to the process group of `process`; waits until every member is gone."""
-  os.killpg(process.pid, signal.SIGKILL)
-  process.wait()
-  deadline = time.monotonic() + 60
-  while time.monotonic() < deadline:
-    try:
-      os.killpg(process.pid, 0)
-    except ProcessLookupError:
-      return
-    time.sleep(0.05)
-  raise TrialFailure(f'process group {process.pid} still alive 60 s after SIGKILL')
-
-
-def _run_until_kill(command, model_dir, plan, num_steps, log_file, result):
-  """Starts the trainer and kills it when `plan` says; fills in `result`."""
-  watcher = ModelDirWatcher(model_dir)
-  started = time.perf_counter()
-  process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-  try:
-    while True:
-      now = time.perf_counter() - started
-      saving = watcher.poll(now)
-      if process.poll() is not None:
-        result.kill_seconds = now
-        result.progress = watcher.progress(now, saving, num_steps)
-        result.timeline = watcher.timeline()
-        if process.returncode != 0:
-          raise TrialFailure(f'the first run exited with {process.returncode} before '
-                             f'the kill; see {log_file.name}')
-        return
-      if _due(plan, watcher, now, saving):
-        _kill_group(process)
-        result.killed = True
-        result.kill_seconds = now
-        result.progress = watcher.progress(now, saving, num_steps)
-        result.timeline = watcher.timeline()
-        return
-      if now > TRIAL_TIMEOUT_SECONDS:
-        raise TrialFailure(f'no kill moment ({plan.describe()}) within '
-                           f'{TRIAL_TIMEOUT_SECONDS} s; see {log_file.name}')
-      time.sleep(POLL_SECONDS)
-  finally:
-    if process.poll() is None:
-      _kill_group(process)
-
-
 def run_trial(config, model_dir, plan, num_steps, log, result, trainer='train.sh'):
   """One kill + restart; fills in `result`. Raises TrialFailure."""
   command = _train_command(config, model_dir, trainer)
   with open(log, 'w') as log_file:
-    _run_until_kill(command, model_dir, plan, num_steps, log_file, result)
+    crash_resume_kills.run_until_kill(command, model_dir, plan, num_steps, log_file, result)
   before, result.unlisted_at_kill = check_checkpoints(model_dir)
   result.listed_at_kill = before
   result.latest_step_at_kill = before[-1][1] if before else None
@@ -528,8 +229,8 @@ def run_trial(config, model_dir, plan, num_steps, log, result, trainer='train.sh
     raise TrialFailure(f'checkpoint files no state lists after the restart: {unlisted}')
   resumed = check_resumed(before, after, num_steps)
   # Independently of the checkpoints: the restart's own summaries (the stock
-  # trainer writes the loss at the end of every block) start one block after
-  # the step it restored.
+  # trainer writes the loss at the end of every iteration) start one
+  # iteration after the step it restored.
   logged = logged_loss_steps(events_files(model_dir) - first_run_events)
   expected = list(range(resumed + CHECKPOINT_EVERY_N, num_steps + 1, CHECKPOINT_EVERY_N))
   if logged != expected:
@@ -543,7 +244,7 @@ def run_trials(trials, seed, num_steps, min_kill, max_kill, work_dir,
   """Returns [TrialResult], one per trial, printing a line for each."""
   config = write_training_config(os.path.join(work_dir, 'config'), num_steps)
   results = []
-  plans = kill_schedule(trials, seed, num_steps, min_kill, max_kill, modes)
+  plans = crash_resume_kills.kill_schedule(trials, seed, num_steps, min_kill, max_kill, modes)
   for index, plan in enumerate(plans):
     result = TrialResult(index, plan)
     started = time.perf_counter()
@@ -565,7 +266,6 @@ def _cell(value):
 
 def report(results, settings, wall_seconds):
   """The Markdown section "crash_resume"."""
-  import markdown_report  # pylint: disable=g-import-not-at-top
   rows = []
   for result in results:
     if result.killed:
@@ -587,7 +287,7 @@ def report(results, settings, wall_seconds):
   mid_run = sum(result.resumes_mid_run(settings['num_steps']) for result in results)
   lines = [
       '## Crash resume: SIGKILL during stock training, then a restart',
-      markdown_report.markdown_table(['item', 'value'], markdown_report.machine_rows()),
+      markdown_report.machine_table(),
       f'- Command: `benchmarks/crash_resume.py {settings["command"]}`; wall time '
       f'{wall_seconds / 60:.1f} min.',
       f'- Each trial: Faster R-CNN R-50 + GC at 64 px (generated data and fine-tune '
@@ -597,17 +297,19 @@ def report(results, settings, wall_seconds):
       'group at the planned moment, then the same command again.',
       '- Kill moments (seeded from `--seed`): `before_first_checkpoint` at a random '
       'delay (or when the step-0 checkpoint is listed), `after_checkpoint` just '
-      'after a non-zero checkpoint is listed, `mid_block` inside the block after it '
-      '(a fraction of the previous block\'s duration), `during_save` while the next '
+      'after a non-zero checkpoint is listed, `mid_iteration` inside the iteration '
+      'of the stock train_loop after it (a fraction of the previous iteration\'s '
+      f'duration; an iteration is {CHECKPOINT_EVERY_N} steps, its '
+      'num_steps_per_iteration), `during_save` while the next '
       'checkpoint\'s temporary files exist. "Checkpoints listed" and "progress" are '
       'what a poller of model_dir (every 5 ms) saw before and at the kill; times are '
       'seconds since the first run started.',
       '- Survived: every listed checkpoint reads back completely with finite weights '
       'after the kill and after the restart; the restart saved no step already saved '
       'and went on from the latest checkpoint (its first new checkpoint and its first '
-      'loss summary one block after it); it reached the final step; no unlisted '
+      'loss summary one iteration after it); it reached the final step; no unlisted '
       'checkpoint file is left (a cut save\'s `ckpt-N_temp/` excepted).',
-      markdown_report.markdown_table(
+      markdown_table(
           ['trial', 'kill mode', 'planned', 'checkpoints listed (step @ time)',
            'killed at (s)', 'progress at the kill',
            'latest checkpoint step at the kill', 'resumed from step', 'final step',
@@ -635,7 +337,6 @@ def main(argv):
                                       else 'python -m object_detection.model_main_tf2')},
                 time.perf_counter() - started)
   if values.markdown:
-    import markdown_report  # pylint: disable=g-import-not-at-top
     markdown_report.replace_section(values.markdown, SECTION, text)
   print(f'\n{survived} of {values.trials} trials survived (SIGKILL at moments tied to '
         f'training progress, seed {values.seed}); logs and model dirs in {work_dir}')

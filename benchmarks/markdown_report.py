@@ -8,7 +8,9 @@ Every benchmark owns one section of BENCHMARKS.md, delimited by
 
 and rewrites only that section (the file is replaced atomically), so the
 document holds the latest run of every benchmark and nothing in it is edited
-by hand. A section that does not exist yet is appended.
+by hand. A section that does not exist yet is appended. Tables are written
+by gc_detection.reports.markdown.markdown_table; this module adds only what
+BENCHMARKS.md's sections share (the markers, the machine table).
 """
 import importlib.metadata
 import os
@@ -16,6 +18,7 @@ import platform
 import re
 
 from gc_detection import atomic_files
+from gc_detection.reports.markdown import markdown_table
 
 DOCUMENT_TITLE = '# Benchmarks'
 DOCUMENT_INTRO = (
@@ -70,14 +73,6 @@ def section_text(path, name):
   return match.group(1) if match else None
 
 
-def markdown_table(headers, rows):
-  """A Markdown table; cells are converted with str()."""
-  lines = ['| ' + ' | '.join(map(str, headers)) + ' |',
-           '|' + '|'.join('---' for _ in headers) + '|']
-  lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
-  return '\n'.join(lines)
-
-
 def machine_rows():
   """[(item, value)] describing the CPU, memory and software stack."""
   cpu = platform.processor() or 'unknown'
@@ -97,3 +92,8 @@ def machine_rows():
        f'{importlib.metadata.version("keras")}), oneDNN {onednn}'),
       ('Python', platform.python_version()),
   ]
+
+
+def machine_table():
+  """The Markdown table of machine_rows() that opens every section."""
+  return markdown_table(['item', 'value'], machine_rows())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: runs every benchmark, each rewriting its own
-# section. About two hours on an idle 2-core machine; run nothing else meanwhile.
+# section. About two and a half hours on an idle 2-core machine; run nothing
+# else meanwhile.
 # Extra arguments go to end_to_end.py, e.g. --pairs=retinanet_r50 --sizes=640
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
@@ -9,7 +10,9 @@ log "layer benchmark (about 5 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/attention.py --markdown BENCHMARKS.md
 log "end-to-end benchmark (about 55 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/end_to_end.py --markdown=BENCHMARKS.md "$@"
-log "context benchmark (about 40 minutes)"
-run_without_tf_noise "$VENV_PYTHON" benchmarks/context.py --markdown=BENCHMARKS.md \
-  --plot=benchmarks/figures/context_ap_vs_step.png
+log "far-cue benchmark (about 40 minutes)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue.py --markdown=BENCHMARKS.md \
+  --plot=benchmarks/figures/far_cue_ap_vs_step.png
+log "crash-resume benchmark (about 25 minutes)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/crash_resume.py --trials=5 --markdown=BENCHMARKS.md
 log "BENCHMARKS.md regenerated"

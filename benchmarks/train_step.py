@@ -4,42 +4,43 @@ Builds each model from a shipped pipeline.config (random weights), resized to
 a fixed square input, and times the OD API's own training step
 (`model_lib_v2.eager_train_step`, momentum SGD for every model so that only
 the architecture differs) wrapped in a tf.function, as the stock trainer runs
-it. Models are timed alternately (A, B, A, B, ...) after warm-up
-so machine noise hits all of them alike; medians and the GC / stock ratio are
-printed.
+it. Models are timed in interleaved rounds (A, B, A, B, ...; benchmarks/harness.py)
+after warm-up so machine noise hits all of them alike; medians and the
+per-round GC / stock ratio (median [min, max]) are printed.
 
 Usage:
   .venv/bin/python benchmarks/train_step.py [--pair=faster_rcnn_r50|retinanet_r50] \
       [--size=640] [--batch=1] [--rounds=5]
 """
 import os
-import statistics
 import time
 
 from absl import app
 from absl import flags
 import numpy as np
 
-from model_pairs import PAIRS  # benchmarks/ is on sys.path when run as a script
+# benchmarks/ is on sys.path when run as a script.
+import harness
+from model_pairs import PAIRS
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _define_flags():
   """Defines the command-line flags; only when run as a program, so that
   importing this module next to other gc_detection tools cannot clash in
   absl's global flag registry."""
-  global _SIZE, _BATCH, _ROUNDS, _WARMUP, _PAIR  # pylint: disable=global-statement
-  _SIZE = flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
-  _BATCH = flags.DEFINE_integer('batch', 1, 'Images per step.')
-  _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed steps per model.')
-  _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps per model (tracing).')
-  _PAIR = flags.DEFINE_enum('pair', 'faster_rcnn_r50', list(PAIRS), 'Models to compare.')
+  flags.DEFINE_integer('size', 640, 'Square input size in pixels.')
+  flags.DEFINE_integer('batch', 1, 'Images per step.')
+  flags.DEFINE_integer('rounds', 5, 'Timed steps per model.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps per model (tracing).')
+  flags.DEFINE_enum('pair', 'faster_rcnn_r50', list(PAIRS), 'Models to compare.')
 
 
 def load_model_config(config_name, size):
   """The model config of a shipped pipeline.config, resized to size x size."""
   from object_detection.utils import config_util  # pylint: disable=g-import-not-at-top
-  from gc_detection import config_edits  # pylint: disable=g-import-not-at-top
+  from gc_detection.od_api import config_edits  # pylint: disable=g-import-not-at-top
 
   configs = config_util.get_configs_from_pipeline_file(
       os.path.join(_REPO_ROOT, 'pipeline_configs', config_name))
@@ -85,33 +86,35 @@ def build_train_step(config_name, size, batch):
   return run
 
 
+def _finite_loss(name, step):
+  """A call of step() that fails on a non-finite loss."""
+  def call():
+    loss = step()
+    assert np.isfinite(loss), f'{name}: loss {loss}'
+  return call
+
+
 def main(argv):
   del argv
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel('ERROR')
-  stock_config, gc_config = PAIRS[_PAIR.value]
-  steps = {'stock': build_train_step(stock_config, _SIZE.value, _BATCH.value),
-           'gc': build_train_step(gc_config, _SIZE.value, _BATCH.value)}
-  for name, step in steps.items():
-    started = time.perf_counter()
-    for _ in range(_WARMUP.value):
-      step()
-    print(f'{name}: warm-up (tracing) {time.perf_counter() - started:.1f} s',
-          flush=True)
-  times = {name: [] for name in steps}
-  for _ in range(_ROUNDS.value):
-    for name, step in steps.items():
-      started = time.perf_counter()
-      loss = step()
-      times[name].append(time.perf_counter() - started)
-      assert np.isfinite(loss), f'{name}: loss {loss}'
-  medians = {name: statistics.median(values) for name, values in times.items()}
-  print(f'\n{_PAIR.value}, {_SIZE.value}x{_SIZE.value}, batch {_BATCH.value}, '
-        f'{_ROUNDS.value} alternating rounds, {os.cpu_count()} CPU cores')
-  for name, values in times.items():
+  values = flags.FLAGS
+  stock_config, gc_config = PAIRS[values.pair]
+  steps = {'stock': build_train_step(stock_config, values.size, values.batch),
+           'gc': build_train_step(gc_config, values.size, values.batch)}
+  calls = {name: _finite_loss(name, step) for name, step in steps.items()}
+  started = time.perf_counter()
+  harness.time_alternately(calls, rounds=0, warmup=values.warmup)
+  print(f'warm-up (tracing) {time.perf_counter() - started:.1f} s', flush=True)
+  times = harness.time_alternately(calls, values.rounds)
+  medians = harness.medians(times)
+  print(f'\n{values.pair}, {values.size}x{values.size}, batch {values.batch}, '
+        f'{values.rounds} interleaved rounds, {os.cpu_count()} CPU cores')
+  for name, seconds in times.items():
     print(f'  {name:5s} median {medians[name]:.3f} s/step  '
-          f'(min {min(values):.3f}, max {max(values):.3f})')
-  print(f'  GC / stock = {medians["gc"] / medians["stock"]:.3f}')
+          f'(min {min(seconds):.3f}, max {max(seconds):.3f})')
+  print(f'  GC / stock per round: median [min, max] = '
+        f'{harness.paired_ratio(times["gc"], times["stock"])}')
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ does not parse, a missing TFRecord, a model_dir in use, a diverged run, ...)
 is also a `UserError`. Its message names the field, file or value and the
 fix, so a Python traceback adds nothing but noise. When the process is one of
 the OD API's own programs (`python -m object_detection.model_main_tf2` or
-`exporter_main_v2`), gc_detection.registry installs `print_user_errors` as
+`exporter_main_v2`), gc_detection.od_api.touch_points installs `print_user_errors` as
 sys.excepthook: an uncaught UserError prints as one line,
 `<program>: error: <ErrorType>: <message>`, and the process exits with status
 1; every other exception keeps its traceback. Set GC_DETECTION_TRACEBACKS=1

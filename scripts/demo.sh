@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a built-in default: the context demo, on a CPU.
+# The main job on a built-in default: the far-cue demo, on a CPU.
 #
 # 1. sets up .venv if needed;
-# 2. writes the context dataset into data/context (gc_detection.data.context_scenes:
+# 2. writes the far-cue dataset into data/far_cue (gc_detection.data.far_cue_scenes:
 #    the same yellow disk is a sun, an egg yolk or a street lamp, told apart
 #    only by a cue far from it);
-# 3. trains pipeline_configs/context/faster_rcnn_resnet50_gc_context.config with
-#    scripts/train.sh (the OD API's own model_main_tf2) into models/context_demo_gc;
+# 3. trains pipeline_configs/far_cue/faster_rcnn_resnet50_gc_far_cue.config with
+#    scripts/train.sh (the OD API's own model_main_tf2) into models/far_cue_demo_gc;
 # 4. evaluates the last checkpoint: the stock evaluator (COCO metrics) and
-#    pycocotools per class (gc_detection.tools.evaluate_checkpoints);
+#    pycocotools per class (python -m gc_detection.cli.evaluate_every_checkpoint);
 # 5. exports a SavedModel with scripts/export.sh (the stock exporter_main_v2);
 # 6. runs scripts/infer.sh on a few held-out images (pictures with boxes) and
 #    draws the module's attention maps for them;
@@ -56,11 +56,11 @@ cd "$REPO_ROOT"
 step "1/7 set-up"
 bash scripts/setup.sh
 
-data_dir=data/context
-config=pipeline_configs/context/faster_rcnn_resnet50_gc_context.config
-model_dir=models/context_demo_gc
-export_dir=exported/context_demo_gc
-out_dir=runs/context_demo
+data_dir=data/far_cue
+config=pipeline_configs/far_cue/faster_rcnn_resnet50_gc_far_cue.config
+model_dir=models/far_cue_demo_gc
+export_dir=exported/far_cue_demo_gc
+out_dir=runs/far_cue_demo
 mkdir -p "$out_dir"
 
 step "2/7 dataset: $num_train training and $num_val held-out images into $data_dir"
@@ -69,7 +69,7 @@ if [ -f "$data_dir/dataset.json" ] && tr -d '\n ' < "$data_dir/dataset.json" |
     grep -q "\"num_train\":$num_train,\"num_val\":$num_val,"; then
   log "reusing $data_dir ($wanted)"
 else
-  run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.make_context_dataset \
+  run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.make_far_cue_dataset \
     "--output_dir=$data_dir" "--num_train=$num_train" "--num_val=$num_val"
 fi
 
@@ -89,7 +89,7 @@ step "4/7 evaluation: stock evaluator (COCO metrics), then pycocotools per class
 bash scripts/train.sh "--pipeline_config_path=$config" "--model_dir=$model_dir/eval_run" \
   "--checkpoint_dir=$model_dir" --eval_timeout=0 --alsologtostderr 2>&1 |
   { grep --line-buffered -E "Average Precision|Average Recall" || true; }
-run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.evaluate_checkpoints \
+run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.evaluate_every_checkpoint \
   "--pipeline_config_path=$config" "--model_dir=$model_dir" --latest_only \
   "--coco_annotations_file=$data_dir/val_coco.json" "--image_dir=$data_dir/val_images" \
   "--output=$out_dir/coco_metrics.json"
@@ -108,7 +108,7 @@ bash scripts/infer.sh "--saved_model_dir=$export_dir" \
   "--coco_annotations_file=$data_dir/val_coco.json" \
   "--output_json=$out_dir/detections.json" "--output_image_dir=$out_dir/detections"
 attention_images="$(printf '%s\n' "${images[@]#--images=}" | head -n 3 | paste -sd, -)"
-quietly "$out_dir/attention.log" "$VENV_PYTHON" -m gc_detection.attention_maps \
+quietly "$out_dir/attention.log" "$VENV_PYTHON" -m gc_detection.cli.attention_maps \
   "--pipeline_config_path=$config" "--checkpoint=$model_dir" \
   "--images=$attention_images" --top_detections=2 "--output_dir=$out_dir/attention"
 log "attention maps of 3 images (2 detections each) in $out_dir/attention"
@@ -132,5 +132,5 @@ cat <<EOF
   detections:       $out_dir/detections.json, pictures in $out_dir/detections/
   attention maps:   $out_dir/attention/
   wall time:        $(elapsed)
-The stock baseline on the same data: benchmarks/context.py (BENCHMARKS.md).
+The stock baseline on the same data: benchmarks/far_cue.py (BENCHMARKS.md).
 EOF

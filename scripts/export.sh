@@ -30,9 +30,9 @@ bash "$REPO_ROOT/scripts/setup.sh" >/dev/null
 # and field.
 run_without_tf_noise "$VENV_PYTHON" -c '
 import sys
-from gc_detection import pipeline_errors
+from gc_detection.od_api import pipeline_files
 try:
-  pipeline_errors.read_pipeline(sys.argv[1])
-except pipeline_errors.PipelineConfigError as error:
+  pipeline_files.read_pipeline(sys.argv[1])
+except pipeline_files.PipelineConfigError as error:
   sys.exit(f"export.sh: --pipeline_config_path: {error}")' "$config" || exit 2
 run_without_tf_noise "$VENV_PYTHON" -m object_detection.exporter_main_v2 "${extra[@]}" "$@"

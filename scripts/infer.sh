@@ -4,9 +4,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$REPO_ROOT/scripts/lib/flags.sh"
 
-USAGE="usage: scripts/infer.sh --saved_model_dir=DIR --label_map_path=FILE --images=FILES --output_json=FILE [gc_detection.infer flags]
+USAGE="usage: scripts/infer.sh --saved_model_dir=DIR --label_map_path=FILE --images=FILES --output_json=FILE [gc_detection.cli.infer flags]
 
-Runs python -m gc_detection.infer on the SavedModel written by scripts/export.sh
+Runs python -m gc_detection.cli.infer on the SavedModel written by scripts/export.sh
 (--saved_model_dir: its --output_directory, or the saved_model/ inside it;
 exported with --input_type=image_tensor), any OD API detection model, GC or not.
 
@@ -25,4 +25,4 @@ reason); 2 usage error."
 case "${1:-}" in -h|--help) echo "$USAGE"; exit 0 ;; esac
 require_flags "$USAGE" saved_model_dir label_map_path images output_json -- "$@"
 bash "$REPO_ROOT/scripts/setup.sh" >/dev/null
-run_without_tf_noise "$VENV_PYTHON" -m gc_detection.infer "$@"
+run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.infer "$@"

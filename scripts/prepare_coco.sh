@@ -124,10 +124,12 @@ staging="$(mktemp -d "$output_dir/.prepare_coco.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 
 log "checking the categories and writing the label map"
-run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.coco_label_map \
+# Instances JSONs it rejects (exit 1, the message says why) are wrong input: exit 2.
+run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.coco_label_map \
   --annotations_file="$train_annotations_file" \
   --annotations_file="$val_annotations_file" \
-  --output_path="$staging/label_map.pbtxt"
+  --output_path="$staging/label_map.pbtxt" ||
+  { status=$?; exit $((status == 1 ? 2 : status)); }
 
 # The stock tool requires a test-dev split; give it one without images.
 echo '{"images": [], "annotations": [], "categories": []}' > "$staging/no_testdev.json"

@@ -109,7 +109,7 @@ echo "$STACK" > "$STACK_RECORD"
 
 # The start-up hook that registers gc_detection with the OD API in every
 # process of the venv (cheap; rewritten on every run so it never goes stale).
-"$VENV_PYTHON" -m gc_detection.tools.install_startup_hook >/dev/null
+"$VENV_PYTHON" -m gc_detection.cli.install_startup_hook >/dev/null
 
 # Recompile the protos when a .proto is newer than its module (or it is missing).
 # Also after a (re)install: the generated code must suit the installed protobuf.
@@ -124,7 +124,8 @@ for proto in protos/*.proto; do
 done
 if [ "$stale" = 1 ]; then
   log "compiling protos/*.proto"
-  run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.compile_protos
+  # Without the start-up hook: it imports the very module being (re)written.
+  GC_DETECTION_AUTOREGISTER=0 run_without_tf_noise "$VENV_PYTHON" dev/compile_protos.py
 fi
 
 run_without_tf_noise "$VENV_PYTHON" - <<'PY'

@@ -10,7 +10,8 @@ Trains with python -m object_detection.model_main_tf2 (GC types are registered
 automatically). With --checkpoint_dir=DIR it evaluates the checkpoints in DIR
 instead (COCO metrics), writing to --model_dir.
 
-Two phases: when the config's [gc_detection.protos.global_context] block has
+Two phases: when the config's gc_detection extension
+([gc_detection.protos.global_context] { ... }) has
 training_phases { first_phase_steps: N1 second_phase_optimizer { ... } }, the
 stock trainer runs twice in the same model_dir: train_config.optimizer up to
 step N1, then (from the phase-1 weights, with fresh optimizer state) the
@@ -46,7 +47,9 @@ for name in num_train_steps checkpoint_every_n; do
   value="$(flag_value "$name" "$@")"
   [ -z "$value" ] || plan_args+=("--$name=$value")
 done
-plan="$(run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.training_phases "${plan_args[@]}")"
+# A schedule or flag the plan rejects is wrong input: exit 2, as above.
+plan="$(run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.training_phases "${plan_args[@]}")" ||
+  { status=$?; exit $((status == 1 ? 2 : status)); }
 eval "$plan"  # sets phases, first_phase_steps, total_steps, current_step, ...
 if [ "$phases" = 1 ]; then
   train "$@"
@@ -60,13 +63,13 @@ if [ "$current_step" -lt "$first_phase_steps" ]; then
     "--checkpoint_every_n=$phase1_checkpoint_every_n" "${rest[@]}"
 fi
 if [ "$phase2_started" != 1 ]; then
-  reached="$("$VENV_PYTHON" -c 'import sys; from gc_detection.tools import training_phases as t; print(t.latest_step(sys.argv[1]))' "$model_dir")"
+  reached="$("$VENV_PYTHON" -c 'import sys; from gc_detection.od_api.training import final_checkpoint as f; print(f.latest_step(sys.argv[1]))' "$model_dir")"
   if [ "$reached" != "$first_phase_steps" ]; then
     echo "train.sh: phase 1 should end at step $first_phase_steps, but the latest checkpoint in $model_dir is at step $reached; not starting phase 2" >&2
     exit 1
   fi
   log "switching optimizers at step $first_phase_steps (phase-2 config: $phase2_config)"
-  run_without_tf_noise "$VENV_PYTHON" -m gc_detection.tools.training_phases --action=switch \
+  run_without_tf_noise "$VENV_PYTHON" -m gc_detection.cli.training_phases --action=switch \
     "--pipeline_config_path=$phase2_config" "--model_dir=$model_dir"
 fi
 log "phase 2 of 2: second_phase_optimizer, steps -> $total_steps"

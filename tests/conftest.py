@@ -10,6 +10,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('GC_VENV', sys.prefix)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# dev/: repository maintenance (config writers, proto compiler) outside the package.
+sys.path.insert(0, os.path.join(REPO_ROOT, 'dev'))
 BASELINE_CONFIG = os.path.join(
     REPO_ROOT, 'pipeline_configs', 'faster_rcnn_resnet50_v1_600x1024_coco.config')
 
@@ -19,14 +21,15 @@ def repo_root():
   return REPO_ROOT
 
 
-def run_python(code_or_args, timeout=600, cwd=REPO_ROOT):
+def run_python(code_or_args, timeout=600, cwd=REPO_ROOT, env=None):
   """Runs the venv's Python in a fresh process; returns CompletedProcess.
 
-  `code_or_args` is either source code (str) or a list of arguments.
+  `code_or_args` is either source code (str) or a list of arguments; `env`
+  adds to (or overrides) this process's environment.
   """
   args = ['-c', code_or_args] if isinstance(code_or_args, str) else code_or_args
   return subprocess.run([sys.executable] + args, capture_output=True, text=True,
-                        timeout=timeout, cwd=cwd, env=dict(os.environ))
+                        timeout=timeout, cwd=cwd, env=dict(os.environ, **(env or {})))
 
 
 def run_script(name, *args, timeout=600):

@@ -1,4 +1,4 @@
-"""The attention-map tool (gc_detection.attention_maps) on tiny GC models.
+"""The attention-map tool (gc_detection.cli.attention_maps) on tiny GC models.
 
 A tiny Faster R-CNN R-50 + GC (128 px, random GLOROT weights) is built from
 the shipped config, checkpointed, and restored by the tool. The tool's raw
@@ -19,7 +19,11 @@ import tensorflow as tf
 import attention_reference
 from conftest import REPO_ROOT
 from conftest import run_python
-from gc_detection import attention_maps as am
+from gc_detection.od_api import attention_files
+from gc_detection.od_api import attention_model
+from gc_detection.od_api import attention_pictures
+from gc_detection.od_api import attention_weights
+from gc_detection.od_api.attention_model import AttentionMapError
 from gc_detection.data import shapes
 import tiny_configs
 
@@ -57,7 +61,7 @@ def tiny(tmp_path_factory):
                                 'initialization: GLOROT')
   model = tiny_configs.built_model(config_util.get_configs_from_pipeline_file(config),
                                    SIZE)
-  qkv = model._feature_extractor.global_context._blocks[0]['qkv_kernel']  # pylint: disable=protected-access
+  qkv = model._feature_extractor.global_context.layer_weights(0)['qkv_kernel']
   qkv.assign(qkv.numpy() * np.array([QUERY_KERNEL_SCALE, 1, 1])[None, :, None, None])
   # Random box heads throw boxes off the image (dropped by the clip) and
   # random class heads give scores that underflow to 0 (dropped by the
@@ -72,7 +76,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def loaded(tiny):
-  return am.load_model(*tiny)
+  return attention_model.load_model(*tiny)
 
 
 def _shapes_image(height, width, seed=5):
@@ -122,7 +126,7 @@ def _assert_valid_png(path):
 def test_weights_sum_to_one_and_match_an_independent_softmax(loaded, tmp_path):
   image = _shapes_image(SIZE, SIZE)
   point = (70.0, 37.0)  # cell (4, 2): resized == original for this image
-  attention = am.compute_image_attention(loaded, image, 'shapes', [point])
+  attention = attention_weights.compute_image_attention(loaded, image, 'shapes', [point])
   assert attention.weights.shape == (1, 4, GRID, GRID)
   assert attention.weights.dtype == np.float32
   np.testing.assert_array_equal(attention.query_cells, [[4, 2]])
@@ -134,7 +138,8 @@ def test_weights_sum_to_one_and_match_an_independent_softmax(loaded, tmp_path):
   assert np.all(np.sum(expected > 1e-3, axis=(1, 2)) >= 3)
   np.testing.assert_allclose(attention.weights[0], expected, rtol=2e-3, atol=1e-6)
 
-  written = am.write_image_outputs(attention, str(tmp_path), save_arrays=True)
+  written = attention_files.write_image_outputs(attention, str(tmp_path),
+                                                save_arrays=True)
   assert sorted(os.path.basename(p) for p in written) == [
       'shapes_attention.npz', 'shapes_grid.png', 'shapes_q00.png']
   for path in written[:-1]:
@@ -157,8 +162,8 @@ def _image_with_patches(corners, size=STRIDE):
 
 
 def _features(loaded, image):
-  preprocessed, _ = am.preprocess(loaded, image)
-  return am.module_input(loaded, preprocessed).numpy()[0]
+  preprocessed, _ = attention_weights.preprocess(loaded, image)
+  return attention_weights.module_input(loaded, preprocessed).numpy()[0]
 
 
 def _similarity_attention(loaded, heads=4, head_channels=64, self_logit=16.0):
@@ -177,7 +182,7 @@ def _similarity_attention(loaded, heads=4, head_channels=64, self_logit=16.0):
   patch = _features(loaded, _image_with_patches([(64, 64)]))[4, 4]
   response = patch - gray.reshape(-1, gray.shape[-1]).max(axis=0)
   channels = np.argsort(-response)[:heads * head_channels].reshape(heads, head_channels)
-  kernel = loaded.layer._blocks[0]['qkv_kernel'].numpy().copy()  # pylint: disable=protected-access
+  kernel = loaded.layer.layer_weights(0)['qkv_kernel'].numpy().copy()
   kernel[:, :2] = 0
   for head in range(heads):
     scale = np.sqrt(self_logit * np.sqrt(head_channels) / np.sum(patch[channels[head]] ** 2))
@@ -189,7 +194,7 @@ def _similarity_attention(loaded, heads=4, head_channels=64, self_logit=16.0):
 @pytest.fixture
 def similarity_module(loaded):
   """Sets the module to _similarity_attention for one test, then restores it."""
-  block = loaded.layer._blocks[0]  # pylint: disable=protected-access
+  block = loaded.layer.layer_weights(0)
   saved = {name: variable.numpy().copy() for name, variable in block.items()}
   try:
     block['qkv_kernel'].assign(_similarity_attention(loaded))
@@ -208,7 +213,7 @@ def test_the_attention_peak_is_on_the_twin_patch_and_moves_with_it(
   previous = None
   for twin in [(96, 96), (96, 16), (16, 96)]:  # cells (6, 6), (6, 1), (1, 6)
     image = _image_with_patches([query_patch, twin])
-    attention = am.compute_image_attention(loaded, image, 'twins', [query])
+    attention = attention_weights.compute_image_attention(loaded, image, 'twins', [query])
     weights = attention.weights[0]  # (heads, 8, 8)
     twin_cell = (twin[0] // STRIDE, twin[1] // STRIDE)
     # Every head and their mean: away from the query's own neighbourhood, the
@@ -234,14 +239,14 @@ def test_retinanet_reads_the_backbone_c5(tmp_path):
                                 'initialization: GLOROT')
   model = tiny_configs.built_model(config_util.get_configs_from_pipeline_file(config),
                                    160)
-  qkv = model._feature_extractor.global_context._blocks[0]['qkv_kernel']  # pylint: disable=protected-access
+  qkv = model._feature_extractor.global_context.layer_weights(0)['qkv_kernel']
   qkv.assign(qkv.numpy() * np.array([RETINANET_QUERY_KERNEL_SCALE, 1, 1])[None, :, None, None])
   prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / 'train' / 'ckpt'))
-  retinanet = am.load_model(config, prefix)
+  retinanet = attention_model.load_model(config, prefix)
   assert (retinanet.meta_architecture, retinanet.stride) == ('ssd', 32)
 
   image = _shapes_image(120, 200)  # the fixed 160 x 160 resize squashes it
-  attention = am.compute_image_attention(retinanet, image, 'retina',
+  attention = attention_weights.compute_image_attention(retinanet, image, 'retina',
                                          [(60, 100), (119, 5)])
   assert attention.feature_shape == (5, 5) and attention.true_shape == (160, 160)
   np.testing.assert_array_equal(attention.query_cells, [[2, 2], [4, 0]])
@@ -255,7 +260,7 @@ def test_retinanet_reads_the_backbone_c5(tmp_path):
 
 def test_points_map_to_feature_cells_of_a_non_square_keep_aspect_image(loaded):
   image = _shapes_image(150, 200)
-  preprocessed, true_shapes = am.preprocess(loaded, image)
+  preprocessed, true_shapes = attention_weights.preprocess(loaded, image)
   # Keep-aspect to 128: 150 x 200 -> 96 x 128, padded to 128 x 128.
   assert tuple(preprocessed.shape[1:3]) == (SIZE, SIZE)
   true_shape = tuple(int(v) for v in true_shapes[0, :2])
@@ -265,16 +270,19 @@ def test_points_map_to_feature_cells_of_a_non_square_keep_aspect_image(loaded):
            (140, 30): (5, 1), (10, 180): (0, 7), (149.9, 199.9): (5, 7),
            (75, 100): (3, 4)}
   for point, cell in cases.items():
-    assert am.point_to_cell(point, (150, 200), true_shape, STRIDE, (GRID, GRID)) == cell
+    assert attention_weights.point_to_cell(point, (150, 200), true_shape, STRIDE,
+                                           (GRID, GRID)) == cell
 
-  attention = am.compute_image_attention(loaded, image, 'wide', list(cases))
+  attention = attention_weights.compute_image_attention(loaded, image, 'wide',
+                                                        list(cases))
   np.testing.assert_array_equal(attention.query_cells, list(cases.values()))
   assert attention.padded_shape == (SIZE, SIZE)
   assert attention.weights.shape == (len(cases), 4, GRID, GRID)  # the full grid
-  assert am.visible_cells(attention) == (6, 8)
-  picture = am.display_image(attention)
+  assert attention_pictures.visible_cells(attention) == (6, 8)
+  picture = attention_pictures.display_image(attention)
   assert picture.shape == (96, 128, 3)  # the padding is cropped away
-  assert am.overlay(picture, attention.weights[0, 0], STRIDE).shape == (96, 128, 3)
+  assert attention_pictures.overlay(picture, attention.weights[0, 0],
+                                    STRIDE).shape == (96, 128, 3)
 
 
 # ------------------------------------------------------------- bad inputs --
@@ -282,41 +290,44 @@ def test_points_map_to_feature_cells_of_a_non_square_keep_aspect_image(loaded):
 
 def test_a_stock_config_is_refused(tiny):
   stock = os.path.join(REPO_ROOT, 'pipeline_configs', tiny_configs.FRCNN_R50)
-  with pytest.raises(am.AttentionMapError, match='no global-context module') as error:
-    am.load_model(stock, tiny[1])
+  with pytest.raises(AttentionMapError, match='no global-context module') as error:
+    attention_model.load_model(stock, tiny[1])
   assert '--pipeline_config_path' in str(error.value) and stock in str(error.value)
-  with pytest.raises(am.AttentionMapError, match='--pipeline_config_path=.*no such'):
-    am.load_model('/nonexistent/pipeline.config', tiny[1])
+  with pytest.raises(AttentionMapError, match='--pipeline_config_path=.*no such'):
+    attention_model.load_model('/nonexistent/pipeline.config', tiny[1])
 
 
 def test_missing_checkpoints_are_refused(tiny, tmp_path):
   config, _ = tiny
   missing = str(tmp_path / 'nowhere' / 'ckpt-3')
-  with pytest.raises(am.AttentionMapError, match='--checkpoint=.*ckpt-3.index does not'):
-    am.load_model(config, missing)
-  with pytest.raises(am.AttentionMapError, match='holds no checkpoint'):
-    am.load_model(config, str(tmp_path))
+  with pytest.raises(AttentionMapError, match='--checkpoint=.*ckpt-3.index does not'):
+    attention_model.load_model(config, missing)
+  with pytest.raises(AttentionMapError, match='holds no checkpoint'):
+    attention_model.load_model(config, str(tmp_path))
 
 
 def test_a_checkpoint_without_the_module_is_refused(tiny, tmp_path):
   prefix = tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / 'ckpt'))
-  with pytest.raises(am.AttentionMapError, match='no weights of the global-context'):
-    am.load_model(tiny[0], prefix)
+  with pytest.raises(AttentionMapError, match='no weights of the global-context'):
+    attention_model.load_model(tiny[0], prefix)
 
 
 def test_bad_points_and_images_are_refused(loaded):
   for outside in [(150, 10), (-1, 10), (10, 200)]:
-    with pytest.raises(am.AttentionMapError, match=r'--points: .* outside the 150x200'):
-      am.point_to_cell(outside, (150, 200), (96, 128), STRIDE, (GRID, GRID))
-  with pytest.raises(am.AttentionMapError, match='outside'):
-    am.compute_image_attention(loaded, _shapes_image(150, 200), 'x', [(160, 5)])
-  with pytest.raises(am.AttentionMapError, match='--points=1,2;abc'):
-    am.parse_points('1,2;abc')
-  assert am.parse_points(' 1,2; 3.5,4 ;') == [(1, 2), (3.5, 4)]
-  with pytest.raises(am.AttentionMapError, match="--images: '/nonexistent/x.png': no such file"):
-    am.expand_image_paths(['/nonexistent/x.png'])
-  with pytest.raises(am.AttentionMapError, match='--block=1'):
-    am.attention_matrix(loaded.layer, tf.zeros([1, 2, 2, 1024]), block=1)
+    with pytest.raises(AttentionMapError, match=r'--points: .* outside the 150x200'):
+      attention_weights.point_to_cell(outside, (150, 200), (96, 128), STRIDE,
+                                      (GRID, GRID))
+  with pytest.raises(AttentionMapError, match='outside'):
+    attention_weights.compute_image_attention(loaded, _shapes_image(150, 200), 'x',
+                                              [(160, 5)])
+  with pytest.raises(AttentionMapError, match='--points=1,2;abc'):
+    attention_weights.parse_points('1,2;abc')
+  assert attention_weights.parse_points(' 1,2; 3.5,4 ;') == [(1, 2), (3.5, 4)]
+  with pytest.raises(AttentionMapError, match="--images: '/nonexistent/x.png': no such file"):
+    attention_files.expand_image_paths(['/nonexistent/x.png'])
+  with pytest.raises(AttentionMapError, match='--layer_index=1'):
+    attention_weights.attention_matrix(loaded.layer, tf.zeros([1, 2, 2, 1024]),
+                                       layer_index=1)
 
 
 # -------------------------------------------------------------------- CLI --
@@ -337,7 +348,7 @@ def test_cli_end_to_end(tiny, tmp_path):
   image_path = tmp_path / 'street.png'
   Image.fromarray(_shapes_image(150, 200, seed=7)).save(image_path)
   out, board = tmp_path / 'maps', tmp_path / 'board'
-  result = run_python(['-m', 'gc_detection.attention_maps',
+  result = run_python(['-m', 'gc_detection.cli.attention_maps',
                        f'--pipeline_config_path={config}', f'--checkpoint={checkpoint}',
                        f'--images={image_path}', f'--output_dir={out}',
                        '--points=40,60', '--top_detections=2',
@@ -357,7 +368,7 @@ def test_cli_end_to_end(tiny, tmp_path):
   assert _image_summary_tags(str(board)) == {
       'street/q00', 'street/q01', 'street/q02', 'street/grid'}
 
-  result = run_python(['-m', 'gc_detection.attention_maps',
+  result = run_python(['-m', 'gc_detection.cli.attention_maps',
                        f'--pipeline_config_path={config}', f'--checkpoint={checkpoint}',
                        f'--images={image_path}', f'--output_dir={out}',
                        '--points=40;60'])
@@ -374,8 +385,8 @@ def test_a_config_with_other_heads_than_the_checkpoint_is_named(tiny, tmp_path):
     directory.mkdir()
     other = _write_tiny_pipeline(directory, tiny_configs.FRCNN_GC_R50, SIZE,
                                  f'initialization: GLOROT {block}')
-    with pytest.raises(am.AttentionMapError) as raised:
-      am.load_model(other, checkpoint)
+    with pytest.raises(AttentionMapError) as raised:
+      attention_model.load_model(other, checkpoint)
     message = str(raised.value)
     assert 'has 1 layer(s) x 4 head(s) of 64 channels (num_layers: 1, num_heads: 4, ' in (
         message)
@@ -392,7 +403,7 @@ def test_cli_skips_unreadable_and_too_thin_images_and_draws_the_rest(tiny, tmp_p
   Image.fromarray(np.full((1, 5000, 3), 90, np.uint8)).save(images / 'c_thin.png')
   Image.fromarray(_shapes_image(120, 120, seed=8)).save(images / 'd_good.png')
   out = tmp_path / 'maps'
-  result = run_python(['-m', 'gc_detection.attention_maps',
+  result = run_python(['-m', 'gc_detection.cli.attention_maps',
                        f'--pipeline_config_path={config}', f'--checkpoint={checkpoint}',
                        f'--images={images}', f'--output_dir={out}', '--points=0,0'])
   assert result.returncode == 1, result.stderr[-3000:]

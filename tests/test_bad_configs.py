@@ -23,10 +23,10 @@ import tensorflow as tf
 from conftest import run_script
 import tiny_configs
 from gc_detection import atomic_files
-from gc_detection import registry
+from gc_detection.od_api import extension_settings
 from gc_detection.data import shapes
 from gc_detection.data import tf_example
-from gc_detection.training import preflight
+from gc_detection.od_api.training import preflight
 
 CHANNELS = 1024  # Faster R-CNN's C4, where the module sits
 SOURCE_BLOCKS = [f'conv4_block{i}' for i in range(2, 7)]  # ResNet-50 conv4
@@ -112,8 +112,8 @@ def bad_fields(values):
 
 def _config_text(block_lines):
   text = open(os.path.join(tiny_configs.CONFIG_DIR, tiny_configs.FRCNN_GC_R50)).read()
-  start = text.index(registry.BLOCK_NAME)
-  return text[:start] + registry.BLOCK_NAME + ' {\n' + ''.join(
+  start = text.index(extension_settings.EXTENSION_NAME)
+  return text[:start] + extension_settings.EXTENSION_NAME + ' {\n' + ''.join(
       f'  {line}\n' for line in block_lines) + '}\n'
 
 

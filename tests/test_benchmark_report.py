@@ -1,11 +1,13 @@
-"""The benchmarks' shared pieces: BENCHMARKS.md sections, FLOP counts, op profiles.
+"""The benchmarks' shared pieces: BENCHMARKS.md sections, the harness, op profiles.
 
 The benchmarks themselves take an hour and are not run here; what they rest on
-is: the section writer that regenerates BENCHMARKS.md, the module FLOP count
-from shapes (checked against the TF profiler), and the op-time profile reader.
+is: the section writer that regenerates BENCHMARKS.md, the harness (interleaved
+timing, paired ratios and verdicts, child-process memory, the module FLOP count
+from shapes, checked against the TF profiler), and the op-time profile reader.
 """
 import collections
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -16,7 +18,7 @@ from conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'benchmarks'))
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import end_to_end
+import harness
 import markdown_report
 import step_profile
 from gc_detection.layers import GlobalContextAttention
@@ -89,11 +91,10 @@ def test_machine_rows_name_the_stack():
 def test_module_flops_from_shapes_match_the_tf_profiler(side, channels, heads, layers):
   layer = GlobalContextAttention(num_heads=heads, num_layers=layers)
   spec = tf.TensorSpec([1, side, side, channels], tf.float32)
-  matmuls = end_to_end.profiled_flops(lambda features: layer(features), spec,
-                                      op_types=end_to_end.MATMUL_OP_TYPES)
-  every_op = end_to_end.profiled_flops(lambda features: layer(features), spec)
-  from_shapes = end_to_end.module_flops_from_shapes(side * side, channels, heads,
-                                                    layers)
+  matmuls = harness.profiled_flops(lambda features: layer(features), spec,
+                                   op_types=harness.MATMUL_OP_TYPES)
+  every_op = harness.profiled_flops(lambda features: layer(features), spec)
+  from_shapes = harness.module_flops(side * side, channels, num_layers=layers).total
   assert matmuls == from_shapes
   # Element-wise ops (bias, scale, softmax, residual) add a few percent.
   assert from_shapes < every_op < 1.1 * from_shapes
@@ -101,7 +102,83 @@ def test_module_flops_from_shapes_match_the_tf_profiler(side, channels, heads, l
 
 def test_paired_ratios_pair_rounds():
   samples = {'stock': [1.0, 2.0, 4.0], 'gc': [1.1, 2.0, 5.0]}
-  assert end_to_end.paired_ratios(samples) == pytest.approx((1.1, 1.0, 1.25))
+  ratio = harness.paired_ratio(samples['gc'], samples['stock'])
+  assert (ratio.median, ratio.low, ratio.high) == pytest.approx((1.1, 1.0, 1.25))
+
+
+def test_paired_ratio_is_the_median_and_range_of_per_round_ratios():
+  rng = np.random.default_rng(0)
+  for rounds in (1, 2, 5, 8):
+    stock = rng.uniform(1.0, 2.0, rounds)
+    gc = stock * rng.uniform(0.9, 1.3, rounds)
+    ratio = harness.paired_ratio(list(gc), list(stock))
+    assert ratio.median == pytest.approx(np.median(gc / stock))
+    assert (ratio.low, ratio.high) == pytest.approx((np.min(gc / stock),
+                                                     np.max(gc / stock)))
+    assert ratio.rounds == rounds
+  # Not the ratio of medians: FRCNN 640 batch 1 in BENCHMARKS.md differed so.
+  stock, gc = [1.0, 3.0, 2.0], [1.3, 3.0, 2.1]
+  assert harness.paired_ratio(gc, stock).median == pytest.approx(1.05)
+  assert statistics.median(gc) / statistics.median(stock) == pytest.approx(1.05)
+  assert str(harness.paired_ratio([1.1, 2.4], [1.0, 2.0])) == '1.150 [1.100, 1.200]'
+  with pytest.raises(ValueError, match='equally long'):
+    harness.paired_ratio([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize('low,high,at_least,verdict', [
+    (1.01, 1.04, False, harness.MET),
+    (1.06, 1.20, False, harness.MISSED),
+    (0.99, 1.10, False, harness.WITHIN_NOISE),   # straddles 1.05: decides nothing
+    (1.05, 1.05, False, harness.MET),            # on the target meets it
+    (1.35, 1.60, True, harness.MET),
+    (1.00, 1.20, True, harness.MISSED),
+    (1.20, 1.40, True, harness.WITHIN_NOISE),
+])
+def test_ratio_verdict_is_called_only_outside_the_range(low, high, at_least, verdict):
+  ratio = harness.PairedRatio(median=(low + high) / 2, low=low, high=high, rounds=5)
+  target = 1.3 if at_least else 1.05
+  assert harness.ratio_verdict(ratio, target, at_least=at_least) == verdict
+
+
+@pytest.mark.parametrize('time_share,flop_share,verdict', [
+    (0.013, 0.020, harness.MET),     # 0.64x: faster per FLOP than the rest
+    (0.001, 0.020, harness.MET),
+    (0.030, 0.020, harness.MET),     # exactly 1.5x
+    (0.031, 0.020, harness.MISSED),  # slower per FLOP than 1.5x
+])
+def test_share_verdict_is_one_sided(time_share, flop_share, verdict):
+  assert harness.share_verdict(time_share, flop_share, 1.5) == verdict
+
+
+def test_time_alternately_interleaves_the_rounds():
+  order = []
+  calls = {name: (lambda name=name: order.append(name)) for name in ('a', 'b')}
+  times = harness.time_alternately(calls, rounds=3, warmup=2)
+  assert order == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 3
+  assert {name: len(seconds) for name, seconds in times.items()} == {'a': 3, 'b': 3}
+  assert all(seconds >= 0 for values in times.values() for seconds in values)
+
+
+def test_module_flops_by_stage():
+  flops = harness.module_flops(tokens=100, channels=64, bottleneck_ratio=4, num_layers=2)
+  assert flops == harness.ModuleFlops(qkv=2 * 2 * 100 * 64 * 48, scores=2 * 2 * 100**2 * 16,
+                                      context=2 * 2 * 100**2 * 16,
+                                      output=2 * 2 * 100 * 16 * 64)
+  assert flops.total == flops.qkv + flops.scores + flops.context + flops.output
+
+
+def test_measure_in_child_reports_peak_memory_or_the_failure(tmp_path):
+  script = tmp_path / 'child.py'
+  script.write_text(
+      f'import sys\nsys.path.insert(0, {os.path.join(REPO_ROOT, "benchmarks")!r})\n'
+      'import harness\n'
+      'if sys.argv[1] == "fail":\n  sys.exit("no luck")\n'
+      'block = bytearray(64 * 2**20)\n'
+      'harness.child_result(seconds=1.5)\n')
+  result = harness.measure_in_child([str(script), 'ok'])
+  assert result['seconds'] == 1.5 and result['peak_kib'] > 64 * 1024, result
+  assert harness.measure_in_child([str(script), 'fail']) == {
+      'error': 'exit status 1 no luck'}
 
 
 @pytest.mark.parametrize('op_name,group', [

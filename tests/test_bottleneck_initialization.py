@@ -35,8 +35,8 @@ _expected = tiny_configs.expected_bottleneck_copy
 
 
 def _assert_copied(layer, expected):
-  blocks = [{name: variable.numpy() for name, variable in block.items()}
-            for block in layer._blocks]  # pylint: disable=protected-access
+  blocks = [{name: variable.numpy() for name, variable in layer.layer_weights(index).items()}
+            for index in range(layer.num_layers)]
   assert len(blocks) == layer.num_layers
   tiny_configs.assert_bottleneck_copy(blocks, expected)
 
@@ -89,7 +89,7 @@ def test_other_initializations_keep_their_start(initialization, tmp_path):
   _fine_tune(gc_model, path, 'detection')
   for value, variable in zip(before, layer.variables):
     np.testing.assert_array_equal(variable.numpy(), value)
-  output_kernel = layer._blocks[0]['output_kernel'].numpy()  # pylint: disable=protected-access
+  output_kernel = layer.layer_weights(0)['output_kernel'].numpy()
   assert (np.all(output_kernel == 0)) == (initialization == 'ZERO_OUTPUT')
 
 

@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
-from gc_detection.config_edits import set_square_input
+from gc_detection.od_api.config_edits import set_square_input
 import tiny_configs
 
 SIZE = 64
@@ -109,8 +109,8 @@ def stock_r152(tmp_path_factory):
 def _module_weights(layer):
   """Per attention block, {qkv_kernel (C, 3, h, d), qkv_bias (3, h, d),
   output_kernel (h, d, C), output_bias (C,)} as NumPy."""
-  return [{name: variable.numpy() for name, variable in block.items()}
-          for block in layer._blocks]  # pylint: disable=protected-access
+  return [{name: variable.numpy() for name, variable in layer.layer_weights(index).items()}
+          for index in range(layer.num_layers)]
 
 
 def _fine_tune(model, path):

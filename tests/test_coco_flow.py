@@ -4,7 +4,7 @@ COCO itself cannot be downloaded here, so a tiny generated dataset in COCO's
 own format (JPEGs + instances JSON, gc_detection.data.coco_format) stands in
 for it. End to end: `scripts/prepare_coco.sh` (the OD API's own
 create_coco_tf_record.py), the stock trainer and the stock evaluator
-(`model_main_tf2`, COCO metrics), then `gc_detection.tools.metrics_report`.
+(`model_main_tf2`, COCO metrics), then `gc_detection.cli.tabulate_evaluator_metrics`.
 The report tool is also checked on its own against event files with known
 values, and every tool's error messages are checked.
 """
@@ -23,13 +23,13 @@ import tensorflow as tf
 from conftest import REPO_ROOT
 from gc_detection.data import coco_format
 from gc_detection.data import shapes
-from gc_detection.tools import coco_label_map
-from gc_detection.tools import metrics_report
+from gc_detection.od_api import coco_label_map
+from gc_detection.reports import evaluator_metrics
 
 PREPARE = os.path.join(REPO_ROOT, 'scripts', 'prepare_coco.sh')
 GC_CONFIG = os.path.join(REPO_ROOT, 'pipeline_configs',
                          'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
-COLUMNS = [column for column, _ in metrics_report.METRICS]
+COLUMNS = [column for column, _ in evaluator_metrics.METRICS]
 # Generated images are 256 px: COCO's small (< 32^2), medium and large
 # (> 96^2) boxes all occur, so AP_s, AP_m and AP_l are defined. The model sees
 # them at 64 px.
@@ -169,13 +169,13 @@ def test_prepare_coco_stops_on_inconsistent_categories_and_leaves_nothing(tmp_pa
                  f'--val_image_dir={tmp_path / "images"}',
                  f'--val_annotations_file={val}'])
   assert result.returncode == 2
-  assert f'coco_label_map: {val} and {tmp_path / "train.json"} have different categories' in result.stderr
+  assert f'coco_label_map: error: CocoFormatError: {val} and {tmp_path / "train.json"} have different categories' in result.stderr
   assert os.listdir(output_dir) == []  # the staging directory is gone too
 
 
 # --- the report tool on event files with known values -----------------------
 
-_TAG = dict(metrics_report.METRICS)
+_TAG = dict(evaluator_metrics.METRICS)
 
 
 def _write_events(directory, points, simple=False):
@@ -220,7 +220,7 @@ def two_evaluated_runs(tmp_path):
 def test_report_table_has_the_latest_step_of_each_run(two_evaluated_runs, tmp_path):
   baseline, gc = two_evaluated_runs
   markdown = tmp_path / 'out' / 'report.md'
-  text = metrics_report.report([f'baseline={baseline}', f'gc={gc}'],
+  text = evaluator_metrics.report([f'baseline={baseline}', f'gc={gc}'],
                                markdown_out=str(markdown))
   assert text.splitlines() == [
       '| Run | Step | AP | AP_s | AP_m | AP_l | AP@.5 | AP@.75 | AR@100 | '
@@ -236,13 +236,13 @@ def test_report_table_has_the_latest_step_of_each_run(two_evaluated_runs, tmp_pa
 
 def test_report_plots_ap_against_step(two_evaluated_runs, tmp_path):
   baseline, gc = two_evaluated_runs
-  results = [metrics_report.run_metrics(metrics_report.parse_run(text))
+  results = [evaluator_metrics.run_metrics(evaluator_metrics.parse_run(text))
              for text in (f'baseline={baseline}', f'gc={gc}')]
   assert [[step for step, _ in result.ap_curve] for result in results] == [
       [100, 200], [300]]
   assert [ap for _, ap in results[0].ap_curve] == pytest.approx([.1, .3012])
   plot = tmp_path / 'ap.png'
-  metrics_report.write_ap_plot(str(plot), results)
+  evaluator_metrics.write_ap_plot(str(plot), results)
   with Image.open(plot) as image:
     image.verify()
     assert image.format == 'PNG' and image.size == (600, 400)
@@ -251,40 +251,40 @@ def test_report_plots_ap_against_step(two_evaluated_runs, tmp_path):
 def test_report_errors_name_the_run_and_the_fix(tmp_path):
   empty = tmp_path / 'never_evaluated'
   (empty / 'train').mkdir(parents=True)
-  with pytest.raises(metrics_report.ReportError) as error:
-    metrics_report.report([f'gc={empty}'])
+  with pytest.raises(evaluator_metrics.ReportError) as error:
+    evaluator_metrics.report([f'gc={empty}'])
   assert str(error.value).startswith(f'{empty}: no evaluation event files in {empty}/eval')
   assert 'run the evaluator first' in str(error.value)
   assert f'--checkpoint_dir={empty}' in str(error.value)
 
-  with pytest.raises(metrics_report.ReportError, match='no such directory'):
-    metrics_report.report([f'gc={tmp_path / "missing"}'])
+  with pytest.raises(evaluator_metrics.ReportError, match='no such directory'):
+    evaluator_metrics.report([f'gc={tmp_path / "missing"}'])
 
   losses_only = tmp_path / 'losses_only'
   _write_events(losses_only / 'eval', [(100, {})])
-  with pytest.raises(metrics_report.ReportError, match='coco_detection_metrics'):
-    metrics_report.report([f'gc={losses_only}'])
+  with pytest.raises(evaluator_metrics.ReportError, match='coco_detection_metrics'):
+    evaluator_metrics.report([f'gc={losses_only}'])
 
   partial = tmp_path / 'partial'
   _write_events(partial / 'eval', [(100, BASELINE_200), (200, {'AP': .5})])
-  with pytest.raises(metrics_report.ReportError) as error:
-    metrics_report.report([f'gc={partial}'])
+  with pytest.raises(evaluator_metrics.ReportError) as error:
+    evaluator_metrics.report([f'gc={partial}'])
   assert ("'DetectionBoxes_Precision/mAP (small)' (AP_s) is missing at step 200"
           in str(error.value))
 
   for bad in ('gc', '=models/x', 'gc=', 'a|b=models/x'):
-    with pytest.raises(metrics_report.UsageError, match=f'--run={bad}: '):
-      metrics_report.parse_runs([bad])
-  with pytest.raises(metrics_report.UsageError, match="'gc' is used more than once"):
-    metrics_report.parse_runs(['gc=a', 'gc=b'])
+    with pytest.raises(evaluator_metrics.UsageError, match=f'--run={bad}: '):
+      evaluator_metrics.parse_runs([bad])
+  with pytest.raises(evaluator_metrics.UsageError, match="'gc' is used more than once"):
+    evaluator_metrics.parse_runs(['gc=a', 'gc=b'])
 
 
 def test_report_cli_exit_codes(tmp_path):
-  result = _run([sys.executable, '-m', 'gc_detection.tools.metrics_report',
+  result = _run([sys.executable, '-m', 'gc_detection.cli.tabulate_evaluator_metrics',
                  '--run=models/frcnn_r50_gc'])
   assert result.returncode == 2
-  assert 'metrics_report: --run=models/frcnn_r50_gc: expected NAME=MODEL_DIR' in result.stderr
-  result = _run([sys.executable, '-m', 'gc_detection.tools.metrics_report',
+  assert 'tabulate_evaluator_metrics: error: --run=models/frcnn_r50_gc: expected NAME=MODEL_DIR' in result.stderr
+  result = _run([sys.executable, '-m', 'gc_detection.cli.tabulate_evaluator_metrics',
                  f'--run=gc={tmp_path}', f'--markdown_out={tmp_path / "r.md"}'])
   assert result.returncode == 1
   assert f'{tmp_path}: no evaluation event files' in result.stderr
@@ -432,7 +432,7 @@ def test_coco_flow_prepare_train_evaluate_report(tmp_path):
   evaluator_log = _evaluate(config, model_dir)
 
   markdown, plot = tmp_path / 'report.md', tmp_path / 'ap.png'
-  result = _ok([sys.executable, '-m', 'gc_detection.tools.metrics_report',
+  result = _ok([sys.executable, '-m', 'gc_detection.cli.tabulate_evaluator_metrics',
                 f'--run=frcnn_r50_gc={model_dir}', f'--markdown_out={markdown}',
                 f'--plot_out={plot}'])
   assert markdown.read_text() == result.stdout
@@ -440,7 +440,7 @@ def test_coco_flow_prepare_train_evaluate_report(tmp_path):
   assert list(rows) == ['frcnn_r50_gc']
   row = rows['frcnn_r50_gc']
   assert list(row) == ['Step'] + COLUMNS and row['Step'] == '100'
-  for column, tag in metrics_report.METRICS:
+  for column, tag in evaluator_metrics.METRICS:
     # The evaluator logs every metric as "+ TAG: 0.123456".
     logged = float(evaluator_log.split(f'+ {tag}: ')[1].split()[0])
     assert row[column] != 'n/a' and 0 <= float(row[column]) <= 100, column

@@ -6,7 +6,7 @@ an empty config `TypeError: attribute name must be string, not 'NoneType'`;
 a binary file `UnicodeDecodeError`; two GC blocks were silently merged (the
 second's values won); a garbage label map said `expected bytes, str found`.
 Every entry point now reads pipeline.config through
-gc_detection.pipeline_errors.read_pipeline.
+gc_detection.od_api.pipeline_files.read_pipeline.
 """
 import os
 
@@ -15,8 +15,8 @@ import pytest
 
 from conftest import run_script
 import tiny_configs
-from gc_detection import pipeline_errors
-from gc_detection.training import preflight
+from gc_detection.od_api import pipeline_files
+from gc_detection.od_api.training import preflight
 
 BLOCK = '[gc_detection.protos.global_context]'
 
@@ -48,8 +48,8 @@ def _misspelt(text):
 def test_a_misspelt_gc_field_names_file_line_and_field(good_config, tmp_path):
   text, line = _misspelt(good_config[1])
   path = _write(tmp_path, 'typo.config', text)
-  with pytest.raises(pipeline_errors.PipelineConfigError) as raised:
-    pipeline_errors.read_pipeline(path)
+  with pytest.raises(pipeline_files.PipelineConfigError) as raised:
+    pipeline_files.read_pipeline(path)
   message = str(raised.value)
   assert message.startswith(f'{path}:{line}:'), message
   assert 'num_headz' in message
@@ -61,8 +61,8 @@ def test_binary_directory_and_missing_files_are_named(tmp_path):
            (str(tmp_path), 'is a directory'),
            (str(tmp_path / 'absent.config'), 'no such file')]
   for path, expected in cases:
-    with pytest.raises(pipeline_errors.PipelineConfigError) as raised:
-      pipeline_errors.read_pipeline(path)
+    with pytest.raises(pipeline_files.PipelineConfigError) as raised:
+      pipeline_files.read_pipeline(path)
     assert str(raised.value).startswith(f'{path}: '), raised.value
     assert expected in str(raised.value)
 
@@ -73,12 +73,12 @@ def test_two_gc_blocks_are_refused_not_merged(good_config, tmp_path):
   doubled = text + f'\n# a comment naming {BLOCK} is no block\n{BLOCK} {{ num_heads: 2 }}\n'
   second = doubled.count('\n')
   path = _write(tmp_path, 'two.config', doubled)
-  with pytest.raises(pipeline_errors.PipelineConfigError) as raised:
-    pipeline_errors.read_pipeline(path)
+  with pytest.raises(pipeline_files.PipelineConfigError) as raised:
+    pipeline_files.read_pipeline(path)
   assert str(raised.value).startswith(f'{path}:{second}: a second {BLOCK} block '
                                       f'(the first starts at line {first})')
   # The OD API's own reader goes through the same check.
-  with pytest.raises(pipeline_errors.PipelineConfigError, match='a second'):
+  with pytest.raises(pipeline_files.PipelineConfigError, match='a second'):
     config_util.get_configs_from_pipeline_file(path)
 
 

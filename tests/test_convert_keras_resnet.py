@@ -19,7 +19,7 @@ import tensorflow as tf
 from conftest import REPO_ROOT
 from conftest import run_python
 import tiny_configs
-from gc_detection.tools import convert_keras_resnet as convert_lib
+from gc_detection.od_api import keras_resnet_conversion
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')
 FASTER_RCNN_GC = os.path.join(CONFIG_DIR, 'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
@@ -55,7 +55,7 @@ def source(tmp_path_factory):
 def converted(source, tmp_path_factory):
   """The converter's checkpoint of `source` (loaded from the .h5)."""
   prefix = tmp_path_factory.mktemp('converted') / 'resnet50_imagenet' / 'ckpt'
-  return convert_lib.convert(50, source[1], str(prefix))
+  return keras_resnet_conversion.convert(50, source[1], str(prefix))
 
 
 def expected_weights(reference, name):
@@ -113,14 +113,14 @@ def test_the_stock_classification_restore_fills_every_backbone_weight(
 
 
 def _restored_od_resnet(path):
-  model = convert_lib.build_od_resnet(50)
+  model = keras_resnet_conversion.build_od_resnet(50)
   tf.train.Checkpoint(feature_extractor=model).restore(path).assert_consumed()
   return model
 
 
 def test_random_weights_follow_the_seed(tmp_path):
   tf.keras.utils.set_random_seed(1)
-  path = convert_lib.convert(50, 'none', str(tmp_path / 'ckpt'))
+  path = keras_resnet_conversion.convert(50, 'none', str(tmp_path / 'ckpt'))
   assert path == str(tmp_path / 'ckpt-0')
   assert sorted(os.listdir(tmp_path)) == ['ckpt-0.data-00000-of-00001', 'ckpt-0.index']
   tf.keras.utils.set_random_seed(1)
@@ -160,14 +160,14 @@ def test_the_converted_network_computes_what_the_keras_one_does(source, converte
 @pytest.mark.parametrize('depth', [34, 0, '50'])
 def test_a_bad_depth_is_named(tmp_path, depth):
   with pytest.raises(ValueError, match=f'--depth: must be one of 50, 101, 152, got {depth!r}'):
-    convert_lib.convert(depth, 'none', str(tmp_path / 'out' / 'ckpt'))
+    keras_resnet_conversion.convert(depth, 'none', str(tmp_path / 'out' / 'ckpt'))
   assert not os.listdir(tmp_path)
 
 
 def test_a_missing_h5_is_named(tmp_path):
   missing = str(tmp_path / 'missing.h5')
   with pytest.raises(FileNotFoundError, match=f'--weights: .*no such file: {re.escape(missing)}'):
-    convert_lib.convert(50, missing, str(tmp_path / 'out' / 'ckpt'))
+    keras_resnet_conversion.convert(50, missing, str(tmp_path / 'out' / 'ckpt'))
   assert not os.listdir(tmp_path)
 
 
@@ -175,16 +175,16 @@ def test_an_unloadable_h5_fails_and_writes_nothing(tmp_path):
   corrupt = tmp_path / 'corrupt.h5'
   corrupt.write_text('not an HDF5 file')
   with pytest.raises(ValueError, match='--weights: cannot load .*corrupt.h5'):
-    convert_lib.convert(50, str(corrupt), str(tmp_path / 'out' / 'ckpt'))
+    keras_resnet_conversion.convert(50, str(corrupt), str(tmp_path / 'out' / 'ckpt'))
   assert os.listdir(tmp_path) == ['corrupt.h5']
 
 
 def test_an_existing_checkpoint_is_not_overwritten(converted):
-  before = {f: open(f, 'rb').read() for f in convert_lib.checkpoint_files(converted)}
+  before = {f: open(f, 'rb').read() for f in keras_resnet_conversion.checkpoint_files(converted)}
   assert len(before) == 2
   with pytest.raises(FileExistsError, match=r'--output_prefix: .*--overwrite'):
-    convert_lib.convert(50, 'none', converted[:-len('-0')])
-  assert {f: open(f, 'rb').read() for f in convert_lib.checkpoint_files(converted)} == before
+    keras_resnet_conversion.convert(50, 'none', converted[:-len('-0')])
+  assert {f: open(f, 'rb').read() for f in keras_resnet_conversion.checkpoint_files(converted)} == before
   assert sorted(os.listdir(os.path.dirname(converted))) == sorted(
       os.path.basename(f) for f in before)
 
@@ -204,11 +204,11 @@ def _restored_kernel(path):
 
 def test_overwrite_replaces_the_checkpoint(tmp_path):
   path = str(tmp_path / 'ckpt-0')
-  convert_lib.save_atomically(_tiny_model(1.0), path)
+  keras_resnet_conversion.save_atomically(_tiny_model(1.0), path)
   with pytest.raises(FileExistsError):
-    convert_lib.save_atomically(_tiny_model(2.0), path)
+    keras_resnet_conversion.save_atomically(_tiny_model(2.0), path)
   assert (_restored_kernel(path) == 1.0).all()
-  convert_lib.save_atomically(_tiny_model(2.0), path, overwrite=True)
+  keras_resnet_conversion.save_atomically(_tiny_model(2.0), path, overwrite=True)
   assert (_restored_kernel(path) == 2.0).all()
   assert sorted(os.listdir(tmp_path)) == ['ckpt-0.data-00000-of-00001', 'ckpt-0.index']
 
@@ -231,17 +231,17 @@ def test_a_failure_while_saving_leaves_nothing(tmp_path, monkeypatch, failing):
       replace(source_path, destination)
     monkeypatch.setattr(os, 'replace', replace_data_only)
   with pytest.raises(OSError, match='disk full'):
-    convert_lib.save_atomically(_tiny_model(1.0), str(tmp_path / 'ckpt-0'))
+    keras_resnet_conversion.save_atomically(_tiny_model(1.0), str(tmp_path / 'ckpt-0'))
   assert not os.listdir(tmp_path)  # neither checkpoint files nor scratch
 
 
 def test_layers_are_matched_by_name(source):
-  target = convert_lib.build_od_resnet(50)
+  target = keras_resnet_conversion.build_od_resnet(50)
   target.get_layer('conv3_block2_2_bn')._name = 'renamed_bn'  # pylint: disable=protected-access
   before = [v.numpy() for v in target.weights]
   with pytest.raises(ValueError, match="layer 'conv3_block2_2_bn' has weights "
                      'in the keras.applications ResNet only'):
-    convert_lib.copy_weights(source[0], target)
+    keras_resnet_conversion.copy_weights(source[0], target)
   for variable, value in zip(target.weights, before):  # nothing was copied
     np.testing.assert_array_equal(variable.numpy(), value)
 
@@ -253,19 +253,19 @@ def test_a_shape_mismatch_is_named(source):
   with pytest.raises(ValueError, match=r"layer 'conv1_conv': weight .*kernel.* "
                      r'has shape \(7, 7, 3, 32\), the conversion gives shape '
                      r'\(7, 7, 3, 64\)'):
-    convert_lib.copy_weights(source[0], narrow)
+    keras_resnet_conversion.copy_weights(source[0], narrow)
 
 
 def test_the_command_line(tmp_path):
-  result = run_python(['-m', 'gc_detection.tools.convert_keras_resnet', '--depth=50',
+  result = run_python(['-m', 'gc_detection.cli.convert_keras_resnet', '--depth=50',
                        '--weights=none', f'--output_prefix={tmp_path}/r50/ckpt'])
   assert result.returncode == 0, result.stderr
   path = str(tmp_path / 'r50' / 'ckpt-0')
   assert f'fine_tune_checkpoint: "{path}"' in result.stdout
   assert 'fine_tune_checkpoint_type: "classification"' in result.stdout
-  assert convert_lib.checkpoint_files(path) == [
+  assert keras_resnet_conversion.checkpoint_files(path) == [
       path + '.data-00000-of-00001', path + '.index']
-  result = run_python(['-m', 'gc_detection.tools.convert_keras_resnet', '--depth=34',
+  result = run_python(['-m', 'gc_detection.cli.convert_keras_resnet', '--depth=34',
                        '--weights=none', f'--output_prefix={tmp_path}/r34/ckpt'])
   assert result.returncode == 2
   assert '--depth: must be one of 50, 101, 152, got 34' in result.stderr

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from conftest import run_script
 import tiny_configs
-from gc_detection.training import divergence_guard
+from gc_detection.od_api.training import divergence_guard
 
 
 def _guarded_step(losses):

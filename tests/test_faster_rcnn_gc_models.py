@@ -15,11 +15,12 @@ from conftest import REPO_ROOT
 from conftest import run_python
 import tiny_configs
 import gc_detection
-from gc_detection import _autoregister
-from gc_detection import registry
+from gc_detection.od_api import startup_hook
+from gc_detection import od_api
+from gc_detection.od_api import touch_points
 from gc_detection.layers import GlobalContextAttention
-from gc_detection.models import faster_rcnn_resnet_gc_feature_extractor as gc_extractors
-from gc_detection.tools import write_pipeline_configs
+from gc_detection.od_api.extractors import faster_rcnn_resnet_gc_feature_extractor as gc_extractors
+import shipped_configs  # dev/ (tests/conftest.py)
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')
 GC_R50 = os.path.join(CONFIG_DIR, 'faster_rcnn_resnet50_v1_gc_600x1024_coco.config')
@@ -60,11 +61,11 @@ def _gc_layer(model):
 
 
 def test_committed_configs_equal_the_generator_output(tmp_path):
-  written = write_pipeline_configs.write_all(str(tmp_path))
-  # pipeline_configs/context is written by context_configs (test_context_configs).
+  written = shipped_configs.write_all(str(tmp_path))
+  # pipeline_configs/far_cue is written by far_cue_configs (test_far_cue_configs).
   committed = sorted(path for path in glob.glob(os.path.join(CONFIG_DIR, '**', '*.config'),
                                                 recursive=True)
-                     if os.path.relpath(path, CONFIG_DIR).split(os.sep)[0] != 'context')
+                     if os.path.relpath(path, CONFIG_DIR).split(os.sep)[0] != 'far_cue')
   assert sorted(os.path.relpath(p, tmp_path) for p in written) == sorted(
       os.path.relpath(p, CONFIG_DIR) for p in committed)
   for path in written:
@@ -258,8 +259,8 @@ def test_an_unbound_model_config_gets_defaults_with_a_warning(caplog):
   model_config.CopyFrom(pipeline)
   model = model_builder.build(model_config.model, is_training=False)
   assert _gc_layer(model).num_heads == 4
-  assert 'registry.bind(pipeline)' in caplog.text
-  registry.bind(pipeline)
+  assert 'od_api.bind(pipeline)' in caplog.text
+  od_api.bind(pipeline)
   assert _gc_layer(model_builder.build(pipeline.model, is_training=False)).num_heads == 8
 
 
@@ -305,7 +306,8 @@ def test_registering_twice_is_harmless():
 
 
 def test_the_start_up_hook_watches_exactly_the_patched_modules():
-  assert _autoregister.TRIGGER_MODULES == set(registry.PATCHES)
+  assert startup_hook.touch_points.TRIGGER_MODULES == {
+      point.module for point in touch_points.TOUCH_POINTS} | {touch_points.PIPELINE_PROTO_MODULE}
 
 
 def test_registration_is_automatic_and_can_be_switched_off():

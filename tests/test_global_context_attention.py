@@ -308,7 +308,7 @@ def test_loading_without_batch_norm_copies_the_kernels():
   layer.build((1, 2, 2, 32))
   reduce_kernel = _inputs((32, 8))
   expand_kernel = _inputs((8, 32), seed=1)
-  layer.load_bottleneck_weights(reduce_kernel, expand_kernel, block_index=1)
+  layer.load_bottleneck_weights(reduce_kernel, expand_kernel, layer_index=1)
   _, second = reference.blocks_of(layer)
   for name in ('wq', 'wk', 'wv'):
     np.testing.assert_array_equal(second[name], reduce_kernel)
@@ -324,8 +324,8 @@ def test_loading_without_batch_norm_copies_the_kernels():
     (lambda l: l.load_bottleneck_weights(np.zeros((3, 3, 32, 8)), np.zeros((8, 32))),
      r'reduce_kernel must be a 1x1 convolution kernel.*\(3, 3, 32, 8\)'),
     (lambda l: l.load_bottleneck_weights(np.zeros((32, 8)), np.zeros((8, 32)),
-                                         block_index=1),
-     r'block_index must be in \[0, 1\), got 1'),
+                                         layer_index=1),
+     r'layer_index must be in \[0, 1\), got 1'),
     (lambda l: l.load_bottleneck_weights(
         np.zeros((32, 8)), np.zeros((8, 32)),
         reduce_batch_norm=BatchNormParams(np.ones(4), np.ones(4), np.ones(4),

@@ -19,7 +19,7 @@ import tiny_configs
 # MultiOptimizer comes from tensorflow-addons, which supports TF <= 2.15 only
 # (the tf220 stack has none; test_hybrid_optimizer_without_addons covers that).
 pytest.importorskip('tensorflow_addons', reason='tensorflow-addons is not installed (TF >= 2.16 stack)')
-from gc_detection.training.hybrid_optimizer import GlobalContextMultiOptimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gc_detection.od_api.training.hybrid_optimizer import GlobalContextMultiOptimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ADAM_RATE, SGD_RATE, MOMENTUM = 0.01, 0.1, 0.9
 

@@ -18,7 +18,7 @@ HYBRID_BLOCK = ('global_context_optimizer { adam_optimizer { learning_rate { '
 
 def test_importing_the_hybrid_optimizer_names_what_is_missing_and_the_alternatives():
   with pytest.raises(ImportError, match='needs tensorflow-addons') as error:
-    import gc_detection.training.hybrid_optimizer  # pylint: disable=g-import-not-at-top,unused-import
+    import gc_detection.od_api.training.hybrid_optimizer  # pylint: disable=g-import-not-at-top,unused-import
   assert 'training_phases' in str(error.value)
 
 

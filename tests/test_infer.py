@@ -1,4 +1,4 @@
-"""gc_detection.infer: exported SavedModel -> COCO results JSON and pictures.
+"""The infer command (gc_detection.cli.infer): SavedModel -> COCO results JSON, pictures.
 
 A GC Faster R-CNN (random GLOROT weights, 64 px) is exported once with the
 stock exporter_lib_v2. The reference for every detection is the SavedModel's
@@ -22,8 +22,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
-from gc_detection import infer
+from gc_detection.od_api import detection_inputs
+from gc_detection.od_api import detection_outputs
+from gc_detection.od_api import detection_run
+from gc_detection.od_api import exported_detector
 from gc_detection.data import coco_format
+from gc_detection.data import image_files
 from gc_detection.data import shapes
 from gc_detection import atomic_files
 from gc_detection.data import tf_example
@@ -83,7 +87,8 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def detector(exported):
-  return infer.Detector(infer.find_saved_model(exported.export_dir))
+  return exported_detector.Detector(
+      exported_detector.find_saved_model(exported.export_dir))
 
 
 # --- reference: the signature called directly, converted here ---------------
@@ -153,10 +158,11 @@ def test_results_match_the_signature_called_directly(detector, exported,
   photo = str(tmp_path / 'photo.png')
   Image.fromarray(shapes.generate(seed=9, count=1, height=70, width=50)[0].image
                   ).save(photo)
-  paths = infer.expand_images([coco_data.images, photo])
+  paths = detection_inputs.expand_images([coco_data.images, photo])
   output = str(tmp_path / 'out' / 'results.json')
-  summary = infer.run(detector, infer.load_category_index(exported.label_map),
-                      paths, output, score_threshold=0.0)
+  category_index = exported_detector.load_category_index(exported.label_map)
+  summary = detection_run.run(detector, category_index, paths, output,
+                              score_threshold=0.0)
   assert summary.failures == [] and summary.processed == 4
   results = json.load(open(output))
   assert results == summary.results
@@ -180,20 +186,21 @@ def test_score_threshold_and_max_detections_select_the_best(detector, coco_data,
   all_scores = sorted((s for s, _, _ in _reference(detector, _decoded(path))),
                       reverse=True)
   threshold = float(np.median(all_scores))
-  _, selected = infer.process_image(detector, path, threshold, 100, 4096)
+  _, selected = detection_run.process_image(detector, path, threshold, 100, 4096)
   assert len(selected.scores) == sum(s >= threshold for s in all_scores)
   assert np.all(selected.scores >= threshold)
-  _, top = infer.process_image(detector, path, 0.0, 2, 4096)
+  _, top = detection_run.process_image(detector, path, 0.0, 2, 4096)
   np.testing.assert_allclose(top.scores, all_scores[:2], atol=1e-6)
 
 
 def test_the_json_loads_with_pycocotools_and_cocoeval_runs(detector, exported,
                                                           coco_data, tmp_path):
   output = str(tmp_path / 'results.json')
-  summary = infer.run(detector, infer.load_category_index(exported.label_map),
-                      infer.expand_images([coco_data.images]), output,
-                      score_threshold=0.0,
-                      coco_ids=infer.read_coco_image_ids(coco_data.annotations))
+  summary = detection_run.run(
+      detector, exported_detector.load_category_index(exported.label_map),
+      detection_inputs.expand_images([coco_data.images]), output,
+      score_threshold=0.0,
+      coco_ids=detection_inputs.read_coco_image_ids(coco_data.annotations))
   assert summary.failures == []
   ground_truth = COCO(coco_data.annotations)
   detections = ground_truth.loadRes(output)
@@ -206,28 +213,29 @@ def test_the_json_loads_with_pycocotools_and_cocoeval_runs(detector, exported,
 
 
 def test_coco_ids_are_looked_up_by_file_name(coco_data, tmp_path):
-  ids = infer.read_coco_image_ids(coco_data.annotations)
+  ids = detection_inputs.read_coco_image_ids(coco_data.annotations)
   assert ids == {'000000000001.jpg': 1, '000000000002.jpg': 2,
                  '000000000003.jpg': 3}
-  assert infer.assign_image_ids(['x/000000000002.jpg', 'y/other.jpg'], ids) == [2, None]
+  assert detection_inputs.assign_image_ids(['x/000000000002.jpg', 'y/other.jpg'],
+                                           ids) == [2, None]
   bad = tmp_path / 'bad.json'
   bad.write_text('{"annotations": []}')
-  with pytest.raises(infer.UsageError, match='--coco_annotations_file'):
-    infer.read_coco_image_ids(str(bad))
+  with pytest.raises(detection_inputs.InputError, match='--coco_annotations_file'):
+    detection_inputs.read_coco_image_ids(str(bad))
 
 
 def test_image_ids_without_annotations():
-  assert infer.assign_image_ids(
+  assert detection_inputs.assign_image_ids(
       ['a/000000000007.jpg', 'b/cat.png', 'c/12.jpg', 'd/000000000007.png',
        'e/dog.jpg']) == [7, 13, 12, 14, 15]
-  assert infer.assign_image_ids(['cat.jpg', 'dog.png']) == [1, 2]
+  assert detection_inputs.assign_image_ids(['cat.jpg', 'dog.png']) == [1, 2]
 
 
 def test_picture_names_are_distinct_and_keep_the_plain_names():
-  assert infer.picture_names(['a/x.jpg', 'b/x.jpg', 'c/x_2.png', 'x.png', 'y.jpg'],
-                             'png') == ['x.png', 'x_3.png', 'x_2.png', 'x_4.png',
-                                        'y.png']
-  assert infer.picture_names(['a/x.jpg'], 'jpg') == ['x.jpg']
+  assert detection_outputs.picture_names(
+      ['a/x.jpg', 'b/x.jpg', 'c/x_2.png', 'x.png', 'y.jpg'],
+      'png') == ['x.png', 'x_3.png', 'x_2.png', 'x_4.png', 'y.png']
+  assert detection_outputs.picture_names(['a/x.jpg'], 'jpg') == ['x.jpg']
 
 
 def test_expand_images_files_directories_globs_and_commas(tmp_path):
@@ -235,26 +243,26 @@ def test_expand_images_files_directories_globs_and_commas(tmp_path):
   for name in ('b.JPG', 'a.png', 'c.jpeg', 'notes.txt', 'e.gif'):
     (tmp_path / 'd' / name).write_bytes(b'x')
   one, d = str(tmp_path / 'd' / 'notes.txt'), str(tmp_path / 'd')
-  expanded = infer.expand_images([f'{d},{one}', os.path.join(d, '*.gif'),
-                                  os.path.join(d, 'a.png')])
+  expanded = detection_inputs.expand_images([f'{d},{one}', os.path.join(d, '*.gif'),
+                                             os.path.join(d, 'a.png')])
   assert expanded == [os.path.join(d, name) for name in
                       ('a.png', 'b.JPG', 'c.jpeg', 'notes.txt', 'e.gif')]
   for values, message in ((['nothing_here.jpg'], 'nothing_here.jpg'),
                           ([os.path.join(d, '*.bmp')], '*.bmp'),
                           ([str(tmp_path)], 'a directory with no'), ([], 'required')):
-    with pytest.raises(infer.UsageError, match='--images') as error:
-      infer.expand_images(values)
+    with pytest.raises(detection_inputs.InputError, match='--images') as error:
+      detection_inputs.expand_images(values)
     assert message in str(error.value)
 
 
 def test_find_saved_model_accepts_the_export_or_its_saved_model(exported, tmp_path):
   inner = os.path.join(exported.export_dir, 'saved_model')
-  assert infer.find_saved_model(exported.export_dir) == inner
-  assert infer.find_saved_model(inner) == inner
+  assert exported_detector.find_saved_model(exported.export_dir) == inner
+  assert exported_detector.find_saved_model(inner) == inner
   for path, message in ((str(tmp_path), 'no saved_model.pb'),
                         (str(tmp_path / 'missing'), 'no such directory')):
-    with pytest.raises(infer.UsageError, match=f'--saved_model_dir: {message}'):
-      infer.find_saved_model(path)
+    with pytest.raises(detection_inputs.InputError, match=f'--saved_model_dir: {message}'):
+      exported_detector.find_saved_model(path)
 
 
 def _save(path, array, **options):
@@ -268,23 +276,23 @@ def test_load_image_converts_every_mode_to_rgb(tmp_path):
   gray = rng.integers(0, 255, (5, 7), dtype=np.uint8)
   sixteen = rng.integers(0, 65535, (5, 7), dtype=np.uint16)
   rgba = np.dstack([rgb, np.full((5, 7), 10, np.uint8)])
-  np.testing.assert_array_equal(infer.load_image(_save(tmp_path / 'g.png', gray)),
+  np.testing.assert_array_equal(image_files.load_image(_save(tmp_path / 'g.png', gray)),
                                 np.repeat(gray[:, :, None], 3, axis=2))
-  np.testing.assert_array_equal(infer.load_image(_save(tmp_path / 'a.png', rgba)),
+  np.testing.assert_array_equal(image_files.load_image(_save(tmp_path / 'a.png', rgba)),
                                 rgb)  # alpha dropped, colours kept
   np.testing.assert_array_equal(
-      infer.load_image(_save(tmp_path / 's.png', sixteen)),
+      image_files.load_image(_save(tmp_path / 's.png', sixteen)),
       np.repeat(np.rint(sixteen / 257.0).astype(np.uint8)[:, :, None], 3, axis=2))
   palette = Image.fromarray(rgb).convert('P')
   palette.save(tmp_path / 'p.png')
-  np.testing.assert_array_equal(infer.load_image(str(tmp_path / 'p.png')),
+  np.testing.assert_array_equal(image_files.load_image(str(tmp_path / 'p.png')),
                                 np.asarray(palette.convert('RGB')))
-  assert infer.load_image(_save(tmp_path / 'tiny.png', rgb[:4, :4])).shape == (4, 4, 3)
+  assert image_files.load_image(_save(tmp_path / 'tiny.png', rgb[:4, :4])).shape == (4, 4, 3)
   # A multi-picture JPEG (as phones write): the first frame.
   Image.fromarray(rgb).save(tmp_path / 'm.jpg', format='MPO', save_all=True,
                             append_images=[Image.fromarray(rgb[::-1])])
   assert Image.open(tmp_path / 'm.jpg').format == 'MPO'
-  first = infer.load_image(str(tmp_path / 'm.jpg')).astype(int)
+  first = image_files.load_image(str(tmp_path / 'm.jpg')).astype(int)
   assert np.abs(first - rgb).mean() < np.abs(first - rgb[::-1]).mean()
 
 
@@ -299,29 +307,30 @@ def _exif_rotated_jpeg(path, stored):
 def test_load_image_applies_the_exif_orientation(tmp_path):
   stored = np.zeros((60, 100, 3), np.uint8)
   stored[:10, :20] = 255  # a white block at the stored top-left
-  image = infer.load_image(_exif_rotated_jpeg(tmp_path / 'r.jpg', stored))
+  image = image_files.load_image(_exif_rotated_jpeg(tmp_path / 'r.jpg', stored))
   assert image.shape == (100, 60, 3)
   assert image[:10, -5:].mean() > 200 and image[-10:, :10].mean() < 50  # now top-right
 
 
 def test_model_input_caps_the_longer_side():
   image = np.zeros((1500, 2000, 3), np.uint8)
-  assert infer.model_input(image, 512).shape == (384, 512, 3)
-  assert infer.model_input(image, 0) is image
-  assert infer.model_input(image, 2000) is image
+  assert detection_inputs.model_input(image, 512).shape == (384, 512, 3)
+  assert detection_inputs.model_input(image, 0) is image
+  assert detection_inputs.model_input(image, 2000) is image
 
 
 def test_to_coco_boxes_is_xywh_in_pixels():
   np.testing.assert_allclose(
-      infer.to_coco_boxes(np.array([[0.1, 0.2, 0.5, 1.0]]), height=100, width=200),
+      detection_outputs.to_coco_boxes(np.array([[0.1, 0.2, 0.5, 1.0]]), height=100,
+                                      width=200),
       [[40.0, 10.0, 160.0, 40.0]])
 
 
 def test_writes_are_atomic(tmp_path):
   output = str(tmp_path / 'results.json')
-  infer.write_json(output, [{'a': 1}])
+  detection_outputs.write_json(output, [{'a': 1}])
   with pytest.raises(TypeError):
-    infer.write_json(output, [{'a': {1, 2}}])  # not JSON: fails mid-write
+    detection_outputs.write_json(output, [{'a': {1, 2}}])  # not JSON: fails mid-write
   assert json.load(open(output)) == [{'a': 1}]
   assert _leftovers(str(tmp_path)) == []
 
@@ -330,7 +339,7 @@ def test_writes_are_atomic(tmp_path):
 
 
 def _cli(args, timeout=300):
-  return subprocess.run([sys.executable, '-m', 'gc_detection.infer'] + args,
+  return subprocess.run([sys.executable, '-m', 'gc_detection.cli.infer'] + args,
                         capture_output=True, text=True, cwd=REPO_ROOT,
                         timeout=timeout, env=dict(os.environ))
 
@@ -474,7 +483,7 @@ def test_bad_output_paths_are_refused_before_the_first_image(exported, coco_data
   for outputs, message in cases:
     result = _cli(good + outputs, timeout=120)
     assert result.returncode == 2, (outputs, result.stderr[-2000:])
-    assert f'infer: {message}' in result.stderr, (outputs, result.stderr[-2000:])
+    assert f'infer: error: {message}' in result.stderr, (outputs, result.stderr[-2000:])
     assert 'skipped' not in result.stderr and 'Traceback' not in result.stderr
   assert not os.path.exists(tmp_path / 'r.json')
 
@@ -511,8 +520,9 @@ def test_an_interrupted_run_writes_the_results_it_has(exported, detector, coco_d
 
   output = str(tmp_path / 'partial.json')
   with pytest.raises(KeyboardInterrupt):
-    infer.run(interrupted_detector, infer.load_category_index(exported.label_map),
-              paths, output, score_threshold=0)
+    detection_run.run(interrupted_detector,
+                      exported_detector.load_category_index(exported.label_map),
+                      paths, output, score_threshold=0)
   written = _by_file(json.load(open(output)))
   assert list(written) == [os.path.basename(paths[0])]
   _assert_same_detections(written[os.path.basename(paths[0])],

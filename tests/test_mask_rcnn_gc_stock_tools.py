@@ -133,7 +133,7 @@ def trained(tmp_path_factory):
   work_dir = str(tmp_path_factory.mktemp('mask_rcnn_gc'))
   config, val = _write_tiny_mask_config(work_dir)
   model_dir = os.path.join(work_dir, 'model')
-  # GC_DETECTION_SEED (gc_detection.registry) seeds the stock trainer's start.
+  # GC_DETECTION_SEED (gc_detection.od_api.training.seeding) seeds the stock trainer's start.
   _run(['-m', 'object_detection.model_main_tf2', f'--pipeline_config_path={config}',
         f'--model_dir={model_dir}', f'--num_train_steps={STEPS}',
         f'--checkpoint_every_n={STEPS}'], env={'GC_DETECTION_SEED': '1'})

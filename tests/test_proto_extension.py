@@ -11,7 +11,7 @@ from conftest import BASELINE_CONFIG
 from conftest import REPO_ROOT
 from conftest import run_python
 from gc_detection.protos import global_context_pb2
-from gc_detection.tools import compile_protos
+import proto_compiler  # dev/ (tests/conftest.py)
 
 GC_BLOCK = """
 [gc_detection.protos.global_context] {
@@ -68,20 +68,43 @@ def test_a_mistyped_value_is_named_in_the_error():
     _parse('[gc_detection.protos.global_context] { num_heads: "four" }')
 
 
-def test_without_the_generated_module_the_extension_is_unknown():
-  # Text parsing only knows extensions whose module was imported: this is why
-  # gc_detection must be imported (registered) before a config is read.
-  result = run_python(
-      'from google.protobuf import text_format\n'
-      'from object_detection.protos import pipeline_pb2\n'
-      'text_format.Parse("[gc_detection.protos.global_context] { num_heads: 4 }",'
-      ' pipeline_pb2.TrainEvalPipelineConfig())\n')
+# The OD API tutorials' idiom for reading a config by hand.
+_TUTORIAL_PARSE = (
+    'from google.protobuf import text_format\n'
+    'from object_detection.protos import pipeline_pb2\n'
+    'pipeline = text_format.Merge("[gc_detection.protos.global_context] '
+    '{ num_heads: 8 }", pipeline_pb2.TrainEvalPipelineConfig())\n'
+    'print(pipeline)\n')
+
+
+def test_without_gc_detection_the_extension_is_unknown():
+  # The control: text parsing only knows extensions whose module was imported.
+  result = run_python(_TUTORIAL_PARSE, env={'GC_DETECTION_AUTOREGISTER': '0'})
   assert result.returncode != 0
-  assert 'gc_detection.protos.global_context' in result.stderr
+  assert 'Extension "gc_detection.protos.global_context" not registered' in result.stderr
+
+
+@pytest.mark.parametrize('prelude, autoregister', [
+    ('', '1'),  # the start-up hook, on importing pipeline_pb2
+    ('import gc_detection\n', '0'),  # importing gc_detection first
+    ('from object_detection.protos import pipeline_pb2\nimport gc_detection\n', '0'),
+])
+def test_the_tutorial_parse_of_a_gc_config_works_in_a_fresh_process(prelude, autoregister):
+  """Before: `Extension "gc_detection.protos.global_context" not registered`
+  unless some OD API module such as config_util had been imported."""
+  result = run_python(prelude + _TUTORIAL_PARSE,
+                      env={'GC_DETECTION_AUTOREGISTER': autoregister})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'num_heads: 8' in result.stdout
+  # Cheap: neither way imports TensorFlow.
+  check = run_python(prelude + _TUTORIAL_PARSE +
+                     'import sys; print("tensorflow" in sys.modules)\n',
+                     env={'GC_DETECTION_AUTOREGISTER': autoregister})
+  assert check.stdout.strip().endswith('False'), check.stdout
 
 
 def test_recompiling_reproduces_the_installed_module(tmp_path):
-  written = compile_protos.compile_protos(
+  written = proto_compiler.compile_protos(
       os.path.join(REPO_ROOT, 'protos'), str(tmp_path))
   assert [os.path.basename(p) for p in written] == ['global_context_pb2.py']
   installed = open(global_context_pb2.__file__).read()
@@ -89,7 +112,7 @@ def test_recompiling_reproduces_the_installed_module(tmp_path):
 
 
 def test_the_descriptor_set_holds_pipeline_proto_and_its_imports():
-  names = [f.name for f in compile_protos.od_api_descriptor_set().file]
+  names = [f.name for f in proto_compiler.od_api_descriptor_set().file]
   assert names[-1] == 'object_detection/protos/pipeline.proto'
   assert 'object_detection/protos/model.proto' in names
   assert names.index('object_detection/protos/model.proto') < len(names) - 1
@@ -105,5 +128,5 @@ def test_a_broken_proto_fails_loudly_and_writes_nothing(tmp_path):
       'message Broken { optional NoSuchType field = 1; }\n')
   output_root = tmp_path / 'out'
   with pytest.raises(RuntimeError, match='protoc failed'):
-    compile_protos.compile_protos(str(proto_dir), str(output_root))
+    proto_compiler.compile_protos(str(proto_dir), str(output_root))
   assert not output_root.exists() or not any(output_root.rglob('*_pb2.py'))

@@ -34,9 +34,9 @@ import stock_trainer
 import tiny_configs
 from gc_detection.data import shapes
 from gc_detection.data import tf_example
-from gc_detection.training import final_checkpoint
-from gc_detection.training import model_dir_lock
-from gc_detection.training import preflight
+from gc_detection.od_api.training import final_checkpoint
+from gc_detection.od_api.training import model_dir_lock
+from gc_detection.od_api.training import preflight
 
 STEP_KEY = final_checkpoint.STEP_KEY
 
@@ -198,7 +198,7 @@ def test_the_lock_names_its_holder_and_is_released_after_sigkill(tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c',
        'import sys, time\n'
-       'from gc_detection.training import model_dir_lock\n'
+       'from gc_detection.od_api.training import model_dir_lock\n'
        f'model_dir_lock.ModelDirLock({model_dir!r}).acquire()\n'
        'print("locked", flush=True)\n'
        'time.sleep(600)\n'], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)

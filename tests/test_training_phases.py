@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_script
-from gc_detection.tools import training_phases
+from gc_detection.od_api.training import training_phases
 import tiny_configs
 
 PHASES = ('training_phases { first_phase_steps: 100 second_phase_optimizer { '

@@ -14,7 +14,7 @@ import tensorflow as tf
 from conftest import REPO_ROOT
 from gc_detection.data import shapes
 from gc_detection import atomic_files
-from gc_detection.config_edits import set_square_input
+from gc_detection.od_api.config_edits import set_square_input
 from gc_detection.data import tf_example
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'pipeline_configs')

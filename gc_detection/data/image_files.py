@@ -1,6 +1,6 @@
 """Finding and reading the images a user points a tool at.
 
-Shared by the inference and attention-map tools, so that both accept the same
+Shared by the infer and attention_maps commands, so that both accept the same
 `--images` values (files, directories, globs, comma-separated) and read every
 JPEG/PNG the same way: EXIF orientation applied, grayscale and palette images
 expanded to RGB, alpha dropped, 16-bit images scaled to 8 bits. An input that

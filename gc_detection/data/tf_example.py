@@ -134,8 +134,27 @@ def write_tfrecord(path, examples):
   return count
 
 
-def label_map_text(class_names):
-  """Returns a label map (pbtxt) giving class_names ids 1, 2, ... in order."""
-  items = [f"item {{\n  id: {index}\n  name: '{name}'\n}}\n"
-           for index, name in enumerate(class_names, start=1)]
-  return ''.join(items)
+def label_map_text(class_names, ids=None):
+  """The text of an OD API label map (StringIntLabelMap) of class_names.
+
+  The one writer of every label map gc_detection makes: one line per class,
+  `item { id: 1 name: 'sun' display_name: 'sun' }`, which
+  `object_detection.utils.label_map_util` reads (the trainer's decoder
+  matches `name`; `get_label_map_dict(..., use_display_name=True)` and the
+  category index read `display_name`).
+
+  Args:
+    class_names: the names, in id order (any iterable of str; the keys of a
+      {name: ...} dict work).
+    ids: the id of each name, e.g. COCO's 1..90 with gaps; default 1, 2, ...
+  """
+  from google.protobuf import text_encoding  # pylint: disable=g-import-not-at-top
+  names = list(class_names)
+  ids = list(range(1, len(names) + 1)) if ids is None else [int(i) for i in ids]
+  if len(ids) != len(names):
+    raise ValueError(f'{len(names)} class names for {len(ids)} ids')
+  lines = []
+  for class_id, name in zip(ids, names):
+    quoted = "'" + text_encoding.CEscape(name, as_utf8=True) + "'"
+    lines.append(f'item {{ id: {class_id} name: {quoted} display_name: {quoted} }}\n')
+  return ''.join(lines)

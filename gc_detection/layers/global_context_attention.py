@@ -2,7 +2,7 @@
 
 Lee, Kim, Jung, "Improving Object Detection Quality by Incorporating Global
 Contexts via Self-Attention" (Electronics 2021, 10, 90), section 3. Every
-spatial cell of an (N, H, W, C) feature map is a token; each block projects the
+spatial cell of an (N, H, W, C) feature map is a token; each layer projects the
 tokens to queries, keys and values of C / bottleneck_ratio channels, runs
 multi-head scaled dot-product attention over all H*W tokens, projects back to C
 channels and (by default) adds the result to its input.
@@ -43,17 +43,17 @@ class GlobalContextAttention(tf.keras.layers.Layer):
   Input: (N, H, W, C); H and W may be unknown until run time. Output: the same
   shape, in the layer's compute dtype. With `return_attention_scores=True`,
   `call` also returns one (N, num_heads, H*W, H*W) float32 tensor of attention
-  weights per block (queries along axis 2, keys along axis 3, both in
+  weights per stacked layer (queries along axis 2, keys along axis 3, both in
   row-major H, W order).
 
-  Per block, with D = C / bottleneck_ratio and d = D / num_heads:
+  Per stacked layer, with D = C / bottleneck_ratio and d = D / num_heads:
     q, k, v = x Wq + bq, x Wk + bk, x Wv + bv            (N, HW, D) each
     a_h = softmax(q_h k_h^T / sqrt(d)) v_h               (N, HW, d) per head
     y = concat_h(a_h) Wo + bo                            (N, HW, C)
     x <- x + y  (use_residual) or x <- y
 
   Memory: when H*W > chunk_threshold, queries are processed `chunk_size` at a
-  time, so only a (N, heads, chunk_size, H*W) block of scores exists at once;
+  time, so only a (N, heads, chunk_size, H*W) slice of scores exists at once;
   in training each chunk's attention is recomputed in the backward pass instead
   of being kept. The result is the same as the unchunked computation.
 
@@ -61,18 +61,26 @@ class GlobalContextAttention(tf.keras.layers.Layer):
   compute dtype, the softmax in float32.
 
   Args:
-    num_heads: attention heads per block (paper's best: 4).
-    num_layers: stacked blocks (paper's best: 1).
+    num_heads: attention heads per layer (paper's best: 4).
+    num_layers: stacked attention layers (paper's best: 1).
     bottleneck_ratio: C / D, the channel reduction of Q, K and V (paper: 4).
-    use_residual: add each block's output to its input.
+    use_residual: add each layer's output to its input.
     attention_dropout: dropout rate on the attention weights, in training.
     chunk_size: queries per chunk on the chunked path.
     chunk_threshold: H*W above which the chunked path is taken; None never
       chunks.
     kernel_initializer: initializer of the Q, K, V projection kernels.
     output_kernel_initializer: initializer of the output projection kernel
-      ('zeros' makes every block start as the identity when use_residual).
+      ('zeros' makes every layer start as the identity when use_residual).
     bias_initializer: initializer of every bias.
+    kernel_regularizer: regularizer of the Q, K, V and output kernels (the
+      detector's weight decay), or None.
+    bias_regularizer: regularizer of every bias, or None.
+
+  Weights: per stacked layer i, `block_<i>/qkv_kernel` (C, 3, heads, d),
+  `block_<i>/qkv_bias` (3, heads, d), `block_<i>/output_kernel` (heads, d, C)
+  and `block_<i>/output_bias` (C,). ("block_<i>" is the checkpoint name of
+  stacked layer i, kept so that trained checkpoints keep restoring.)
   """
 
   def __init__(self,
@@ -86,6 +94,8 @@ class GlobalContextAttention(tf.keras.layers.Layer):
                kernel_initializer='glorot_uniform',
                output_kernel_initializer='glorot_uniform',
                bias_initializer='zeros',
+               kernel_regularizer=None,
+               bias_regularizer=None,
                **kwargs):
     super().__init__(**kwargs)
     self.num_heads = _check_positive_int('num_heads', num_heads)
@@ -103,8 +113,10 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     self.output_kernel_initializer = tf.keras.initializers.get(
         output_kernel_initializer)
     self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+    self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
+    self.bias_regularizer = tf.keras.regularizers.get(bias_regularizer)
     self.input_spec = tf.keras.layers.InputSpec(ndim=4)
-    self._blocks = []
+    self._layer_weights = []
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
@@ -121,26 +133,30 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     self.key_channels = key_channels
     self.head_channels = key_channels // self.num_heads
     self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: channels})
-    self._blocks = []
+    self._layer_weights = []
     heads, head_channels = self.num_heads, self.head_channels
     for index in range(self.num_layers):
       # Q, K and V share one kernel so the projection is one matmul. Heads
       # have their own axis, so a checkpoint shows how many there are.
-      self._blocks.append({
+      self._layer_weights.append({
           'qkv_kernel': self.add_weight(
               f'block_{index}/qkv_kernel',
               shape=(channels, 3, heads, head_channels),
-              initializer=self._stacked_qkv_initializer),
+              initializer=self._stacked_qkv_initializer,
+              regularizer=self.kernel_regularizer),
           'qkv_bias': self.add_weight(
               f'block_{index}/qkv_bias', shape=(3, heads, head_channels),
-              initializer=_fresh(self.bias_initializer)),
+              initializer=_fresh(self.bias_initializer),
+              regularizer=self.bias_regularizer),
           'output_kernel': self.add_weight(
               f'block_{index}/output_kernel',
               shape=(heads, head_channels, channels),
-              initializer=_fresh(self.output_kernel_initializer)),
+              initializer=_fresh(self.output_kernel_initializer),
+              regularizer=self.kernel_regularizer),
           'output_bias': self.add_weight(
               f'block_{index}/output_bias', shape=(channels,),
-              initializer=_fresh(self.bias_initializer)),
+              initializer=_fresh(self.bias_initializer),
+              regularizer=self.bias_regularizer),
       })
     super().build(input_shape)
 
@@ -168,6 +184,11 @@ class GlobalContextAttention(tf.keras.layers.Layer):
                                              dtype=dtype) for _ in range(3)]
     return tf.reshape(tf.stack(parts, axis=1), shape)
 
+  def layer_weights(self, index=0):
+    """The variables of stacked layer `index`: {qkv_kernel, qkv_bias,
+    output_kernel, output_bias} (shapes in the class docstring)."""
+    return dict(self._layer_weights[index])
+
   def call(self, inputs, training=None, return_attention_scores=False):
     """Refines an (N, H, W, C) map; see the class docstring for outputs."""
     training = _is_training(training)
@@ -177,9 +198,9 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       num_tokens_static = inputs.shape[1] * inputs.shape[2]
     tokens = tf.reshape(inputs, [dynamic_shape[0], -1, self.channels])
     all_scores = []
-    for block in self._blocks:
+    for index in range(self.num_layers):
       attended, scores = self._attend(
-          tokens, block, num_tokens_static, training, return_attention_scores)
+          tokens, index, num_tokens_static, training, return_attention_scores)
       tokens = tokens + attended if self.use_residual else attended
       all_scores.append(scores)
     outputs = tf.reshape(tokens, dynamic_shape)
@@ -188,17 +209,47 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       return outputs, all_scores
     return outputs
 
-  def _attend(self, tokens, block, num_tokens_static, training, want_scores):
-    """One block without its residual: (N, L, C) -> (N, L, C)."""
+  # The stages of one stacked layer, in order; call() composes them, and the
+  # attention benchmark times each.
+
+  def project_qkv(self, tokens, index=0):
+    """Fused Q, K, V projection of layer `index`: (N, L, C) -> (N, L, 3 * D)."""
+    weights = self._layer_weights[index]
     dtype = tokens.dtype
-    qkv = tf.matmul(tokens, tf.reshape(tf.cast(block['qkv_kernel'], dtype),
+    qkv = tf.matmul(tokens, tf.reshape(tf.cast(weights['qkv_kernel'], dtype),
                                        [self.channels, 3 * self.key_channels]))
-    qkv = tf.nn.bias_add(qkv, tf.reshape(tf.cast(block['qkv_bias'], dtype), [-1]))
-    batch, num_tokens = tf.shape(tokens)[0], tf.shape(tokens)[1]
+    return tf.nn.bias_add(qkv, tf.reshape(tf.cast(weights['qkv_bias'], dtype), [-1]))
+
+  def split_heads(self, qkv):
+    """(N, L, 3 * D) -> query, key, value, each (N, heads, L, d).
+
+    The query comes scaled by 1 / sqrt(d).
+    """
+    batch, num_tokens = tf.shape(qkv)[0], tf.shape(qkv)[1]
     qkv = tf.reshape(qkv, [batch, num_tokens, 3, self.num_heads, self.head_channels])
-    query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # (N, h, L, d)
+    query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))
     # tf.constant, not tf.cast: a Python float cast goes through float32.
-    query *= tf.constant(1.0 / math.sqrt(self.head_channels), dtype)
+    query *= tf.constant(1.0 / math.sqrt(self.head_channels), qkv.dtype)
+    return query, key, value
+
+  def merge_heads(self, context):
+    """(N, heads, L, d) -> (N, L, D), heads concatenated in order."""
+    batch, num_tokens = tf.shape(context)[0], tf.shape(context)[2]
+    return tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                      [batch, num_tokens, self.key_channels])
+
+  def project_output(self, context, index=0):
+    """Output projection of layer `index`: (N, L, D) -> (N, L, C), no residual."""
+    weights = self._layer_weights[index]
+    dtype = context.dtype
+    attended = tf.matmul(context, tf.reshape(tf.cast(weights['output_kernel'], dtype),
+                                             [self.key_channels, self.channels]))
+    return tf.nn.bias_add(attended, tf.cast(weights['output_bias'], dtype))
+
+  def _attend(self, tokens, index, num_tokens_static, training, want_scores):
+    """Stacked layer `index` without its residual: (N, L, C) -> (N, L, C)."""
+    query, key, value = self.split_heads(self.project_qkv(tokens, index))
+    num_tokens = tf.shape(tokens)[1]
 
     seed = None
     if training and self.attention_dropout > 0:
@@ -220,12 +271,7 @@ class GlobalContextAttention(tf.keras.layers.Layer):
           num_tokens > self.chunk_threshold,
           lambda: self._chunked_attention(query, key, value, seed, training),
           lambda: _attention(query, key, value, self.attention_dropout, seed))
-
-    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                         [batch, num_tokens, self.key_channels])
-    attended = tf.matmul(context, tf.reshape(tf.cast(block['output_kernel'], dtype),
-                                             [self.key_channels, self.channels]))
-    return tf.nn.bias_add(attended, tf.cast(block['output_bias'], dtype)), scores
+    return self.project_output(self.merge_heads(context), index), scores
 
   def _chunked_attention(self, query, key, value, seed, training):
     """Attention over query chunks: (N, h, L, d) x3 -> (N, h, L, d)."""
@@ -274,8 +320,8 @@ class GlobalContextAttention(tf.keras.layers.Layer):
                                   batch_norm_folding.BatchNormParams] = None,
                               expand_batch_norm: Optional[
                                   batch_norm_folding.BatchNormParams] = None,
-                              block_index: int = 0):
-    """Initialises one block from a ResNet bottleneck's 1x1 convolutions.
+                              layer_index: int = 0):
+    """Initialises one stacked layer from a ResNet bottleneck's 1x1 convolutions.
 
     The paper's initialisation: Q, K and V each get the "reduce" convolution
     (C -> C / bottleneck_ratio), the output projection the "expand"
@@ -289,19 +335,19 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       expand_bias: (C,) or None.
       reduce_batch_norm: BatchNormParams over D channels, or None.
       expand_batch_norm: BatchNormParams over C channels, or None.
-      block_index: which stacked block to set.
+      layer_index: which stacked layer to set.
 
     Raises:
-      ValueError: the layer is not built, block_index is out of range, or a
+      ValueError: the layer is not built, layer_index is out of range, or a
         shape does not match (C, D) / (D, C).
     """
     if not self.built:
       raise ValueError('load_bottleneck_weights needs a built layer: call it on '
                        'an input (or call build) first')
-    if not 0 <= block_index < self.num_layers:
-      raise ValueError(f'block_index must be in [0, {self.num_layers}), '
-                       f'got {block_index}')
-    block = self._blocks[block_index]
+    if not 0 <= layer_index < self.num_layers:
+      raise ValueError(f'layer_index must be in [0, {self.num_layers}), '
+                       f'got {layer_index}')
+    weights = self._layer_weights[layer_index]
     reduce_kernel = batch_norm_folding.as_dense_kernel(reduce_kernel, 'reduce_kernel')
     expand_kernel = batch_norm_folding.as_dense_kernel(expand_kernel, 'expand_kernel')
     expected = {'reduce_kernel': ((self.channels, self.key_channels), reduce_kernel),
@@ -326,12 +372,12 @@ class GlobalContextAttention(tf.keras.layers.Layer):
       reduce_bias = np.zeros(self.key_channels)
     if expand_bias is None:
       expand_bias = np.zeros(self.channels)
-    block['qkv_kernel'].assign(np.tile(reduce_kernel, (1, 3)).reshape(
-        block['qkv_kernel'].shape))
-    block['qkv_bias'].assign(np.tile(np.asarray(reduce_bias, np.float64), 3).reshape(
-        block['qkv_bias'].shape))
-    block['output_kernel'].assign(expand_kernel.reshape(block['output_kernel'].shape))
-    block['output_bias'].assign(np.asarray(expand_bias, np.float64))
+    weights['qkv_kernel'].assign(np.tile(reduce_kernel, (1, 3)).reshape(
+        weights['qkv_kernel'].shape))
+    weights['qkv_bias'].assign(np.tile(np.asarray(reduce_bias, np.float64), 3).reshape(
+        weights['qkv_bias'].shape))
+    weights['output_kernel'].assign(expand_kernel.reshape(weights['output_kernel'].shape))
+    weights['output_bias'].assign(np.asarray(expand_bias, np.float64))
 
   def compute_output_shape(self, input_shape):
     return tf.TensorShape(input_shape)
@@ -351,8 +397,32 @@ class GlobalContextAttention(tf.keras.layers.Layer):
         'output_kernel_initializer': tf.keras.initializers.serialize(
             self.output_kernel_initializer),
         'bias_initializer': tf.keras.initializers.serialize(self.bias_initializer),
+        'kernel_regularizer': tf.keras.regularizers.serialize(self.kernel_regularizer)
+                              if self.kernel_regularizer else None,
+        'bias_regularizer': tf.keras.regularizers.serialize(self.bias_regularizer)
+                            if self.bias_regularizer else None,
     })
     return config
+
+
+def attention_scores(query, key):
+  """Dot products of pre-scaled queries and keys: (N, h, Lq, d), (N, h, L, d)
+  -> (N, h, Lq, L), in the inputs' dtype."""
+  return tf.matmul(query, key, transpose_b=True)
+
+
+def attention_probabilities(scores):
+  """Softmax over keys, in float32 for float16 / bfloat16 scores (float64
+  stays float64): (N, h, Lq, L) -> (N, h, Lq, L)."""
+  if scores.dtype in (tf.float16, tf.bfloat16):
+    scores = tf.cast(scores, tf.float32)
+  return tf.nn.softmax(scores, axis=-1)
+
+
+def attended_values(probabilities, value):
+  """Weights times values: (N, h, Lq, L), (N, h, L, d) -> (N, h, Lq, d), in
+  the values' dtype."""
+  return tf.matmul(tf.cast(probabilities, value.dtype), value)
 
 
 def _attention(query, key, value, dropout_rate, seed, return_probabilities=False):
@@ -369,14 +439,11 @@ def _attention(query, key, value, dropout_rate, seed, return_probabilities=False
   Returns:
     (N, h, Lq, d) in the inputs' dtype [, probabilities].
   """
-  scores = tf.matmul(query, key, transpose_b=True)
-  if scores.dtype in (tf.float16, tf.bfloat16):
-    scores = tf.cast(scores, tf.float32)
-  probabilities = tf.nn.softmax(scores, axis=-1)
+  probabilities = attention_probabilities(attention_scores(query, key))
   weights = probabilities
   if seed is not None and dropout_rate > 0:
     weights = tf.nn.experimental.stateless_dropout(weights, dropout_rate, seed)
-  context = tf.matmul(tf.cast(weights, value.dtype), value)
+  context = attended_values(weights, value)
   if return_probabilities:
     return context, probabilities
   return context

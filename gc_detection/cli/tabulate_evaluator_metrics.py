@@ -1,0 +1,39 @@
+r"""Tabulates the COCO metrics the stock evaluator wrote: one Markdown row per run.
+
+Reads the TensorBoard event files of `model_main_tf2 --checkpoint_dir=...`
+(or `scripts/train.sh --checkpoint_dir=...`) under each MODEL_DIR/eval and
+prints AP, AP_s, AP_m, AP_l, AP@.5, AP@.75, AR@100, AR_s@100, AR_m@100 and
+AR_l@100 at each run's latest evaluated step, like the paper's Tables 1-2;
+optionally a PNG of AP against the step. It runs no model:
+`evaluate_every_checkpoint` is the command that computes metrics itself.
+gc_detection.reports.evaluator_metrics has the details.
+
+  python -m gc_detection.cli.tabulate_evaluator_metrics \
+      --run=baseline=models/frcnn_r50 --run=gc=models/frcnn_r50_gc \
+      [--markdown_out=report.md] [--plot_out=ap.png]
+"""
+from absl import flags
+
+from gc_detection.cli import program
+from gc_detection.reports import evaluator_metrics
+
+flags.DEFINE_multi_string(
+    'run', None, 'NAME=MODEL_DIR of an evaluated run; repeat for more runs. The '
+    'table has one row per run, in this order. Required.')
+flags.DEFINE_string('markdown_out', None, 'Also write the Markdown table to this file.')
+flags.DEFINE_string('plot_out', None, 'Write a PNG of AP against the training step here.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  program.no_arguments(argv)
+  program.require('run')
+  try:
+    evaluator_metrics.parse_runs(FLAGS.run)  # before TensorFlow is imported
+  except evaluator_metrics.UsageError as error:
+    raise program.UsageError(str(error)) from error
+  print(evaluator_metrics.report(FLAGS.run, FLAGS.markdown_out, FLAGS.plot_out), end='')
+
+
+if __name__ == '__main__':
+  program.run(main)

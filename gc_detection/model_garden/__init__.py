@@ -1,0 +1,1 @@
+"""The TF Model Garden (official.vision) adapter (filled by the Model Garden issue)."""

@@ -1,0 +1,1 @@
+"""Reports of evaluated runs: tables and plots."""

@@ -1,1 +1,0 @@
-"""Command-line tools of gc_detection (run with `python -m`)."""
