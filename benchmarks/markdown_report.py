@@ -26,6 +26,11 @@ DOCUMENT_INTRO = (
     'section says the command that regenerates it and the machine it ran on.')
 
 
+# Sections whose benchmark was renamed: name -> its former name. The first
+# run under the new name writes its section where the former one stood.
+FORMER_NAMES = {'far_cue': 'context'}
+
+
 class MalformedReportError(ValueError):
   """BENCHMARKS.md has unbalanced or repeated section markers."""
 
@@ -38,7 +43,8 @@ def replace_section(path, name, body):
   """Writes `body` as section `name` of the Markdown file at `path`.
 
   Other sections and text stay byte for byte. Creates the file (title and
-  intro) when it does not exist.
+  intro) when it does not exist. A section under the former name of `name`
+  (FORMER_NAMES) is replaced by it.
 
   Raises:
     MalformedReportError: the file holds a begin marker of `name` without its
@@ -52,6 +58,10 @@ def replace_section(path, name, body):
   else:
     document = f'{DOCUMENT_TITLE}\n\n{DOCUMENT_INTRO}\n'
   counts = (document.count(begin), document.count(end))
+  former_begin, former_end = _markers(FORMER_NAMES.get(name, name))
+  if counts == (0, 0) and (document.count(former_begin), document.count(former_end)) == (1, 1):
+    begin, end = former_begin, former_end
+    counts = (1, 1)
   if counts == (0, 0):
     document = document.rstrip('\n') + '\n\n' + section
   elif counts == (1, 1) and document.index(begin) < document.index(end):

@@ -24,7 +24,7 @@ class UserError(Exception):
 
 
 class GlobalContextConfigError(ValueError, UserError):
-  """The [gc_detection.protos.global_context] block or the model type is wrong."""
+  """The [gc_detection.protos.global_context] extension or the model type is wrong."""
 
 
 def _program_name():

@@ -56,6 +56,21 @@ def test_replace_section_rewrites_only_its_own_section(tmp_path):
   assert os.listdir(tmp_path) == ['BENCHMARKS.md']  # no temporary file left
 
 
+def test_a_renamed_benchmark_replaces_its_former_section_in_place(tmp_path):
+  path = str(tmp_path / 'BENCHMARKS.md')
+  new_name, former = next(iter(markdown_report.FORMER_NAMES.items()))
+  markdown_report.replace_section(path, 'first', 'first body')
+  markdown_report.replace_section(path, former, 'old body')
+  markdown_report.replace_section(path, 'last', 'last body')
+  markdown_report.replace_section(path, new_name, 'new body')
+  text = _read(path)
+  assert markdown_report.section_text(path, former) is None
+  assert markdown_report.section_text(path, new_name) == 'new body\n'
+  assert text.index('first body') < text.index('new body') < text.index('last body')
+  markdown_report.replace_section(path, new_name, 'newer body')
+  assert markdown_report.section_text(path, new_name) == 'newer body\n'
+
+
 @pytest.mark.parametrize('text', [
     '<!-- begin: first -->\nno end\n',
     'no begin\n<!-- end: first -->\n',

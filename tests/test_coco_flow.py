@@ -408,7 +408,7 @@ def _evaluate(config, model_dir):
 
 
 def _table_cells(text):
-  """{column: cell} of each row of a metrics_report table, keyed by run name."""
+  """{column: cell} of each row of a tabulate_evaluator_metrics table, keyed by run name."""
   lines = [line for line in text.splitlines() if line.startswith('|')]
   header = [cell.strip() for cell in lines[0].strip('|').split('|')]
   return {cells[0]: dict(zip(header[1:], cells[1:]))

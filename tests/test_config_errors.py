@@ -67,7 +67,7 @@ def test_binary_directory_and_missing_files_are_named(tmp_path):
     assert expected in str(raised.value)
 
 
-def test_two_gc_blocks_are_refused_not_merged(good_config, tmp_path):
+def test_two_gc_extensions_are_refused_not_merged(good_config, tmp_path):
   text = good_config[1]
   first = text[:text.index(BLOCK)].count('\n') + 1
   doubled = text + f'\n# a comment naming {BLOCK} is no block\n{BLOCK} {{ num_heads: 2 }}\n'
@@ -75,7 +75,7 @@ def test_two_gc_blocks_are_refused_not_merged(good_config, tmp_path):
   path = _write(tmp_path, 'two.config', doubled)
   with pytest.raises(pipeline_files.PipelineConfigError) as raised:
     pipeline_files.read_pipeline(path)
-  assert str(raised.value).startswith(f'{path}:{second}: a second {BLOCK} block '
+  assert str(raised.value).startswith(f'{path}:{second}: a second {BLOCK} extension '
                                       f'(the first starts at line {first})')
   # The OD API's own reader goes through the same check.
   with pytest.raises(pipeline_files.PipelineConfigError, match='a second'):

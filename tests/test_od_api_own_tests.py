@@ -48,7 +48,7 @@ sys.exit(pytest.main(arguments))
 
 def _run_own_test(relative_path, selection):
   result = conftest.run_python(
-      '-c', DRIVER, os.path.join(OD_API_DIR, relative_path), selection or '',
+      ['-c', DRIVER, os.path.join(OD_API_DIR, relative_path), selection or ''],
       timeout=1200)
   tail = '\n'.join((result.stdout + result.stderr).splitlines()[-30:])
   assert result.returncode == 0, f'{relative_path} failed:\n{tail}'

@@ -6,7 +6,8 @@
   (`pipeline_scope`, `bind`).
 - touch_points: the one table of every OD API attribute gc_detection changes,
   and the hooks it installs (config_hooks, model_builder_hooks,
-  optimizer_hooks, trainer_hooks, exporter_hooks, fine_tune_restore).
+  optimizer_hooks, trainer_hooks, exporter_hooks, fine_tune_restore);
+  startup_hook applies them when the OD API is imported.
 - training/: what the trainer hooks run (pre-flight checks, divergence guard,
   final checkpoint, model_dir lock, seeding, hybrid optimizer, two phases).
 - the tools' OD API side: inference on exported models, attention maps,

@@ -5,7 +5,7 @@ The GC settings are a top-level extension of pipeline.config; the OD API's
 PipelineBinding ties a parsed pipeline to the model configs built from it,
 in one of two ways:
 
-- `pipeline_scope(pipeline)` binds it for the duration of a `with` block.
+- `pipeline_scope(pipeline)` binds it inside a `with` statement.
   The stock trainer (`model_lib_v2.train_loop`), evaluator
   (`model_lib_v2.eval_continuously`) and exporter
   (`exporter_lib_v2.export_inference_graph`) each run inside one (opened by

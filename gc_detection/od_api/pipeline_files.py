@@ -72,11 +72,11 @@ def parse_error_message(path, text, error):
 _GC_BLOCK_START = re.compile(r'\[\s*gc_detection\.protos\.global_context\s*\]')
 
 
-def _gc_block_lines(text):
-  """1-based line numbers where a [gc_detection.protos.global_context] block starts.
+def _extension_start_lines(text):
+  """1-based line numbers where a [gc_detection.protos.global_context] extension starts.
 
   Comments are ignored; the extension can only appear at the top level of a
-  pipeline.config, so every occurrence starts a block.
+  pipeline.config, so every occurrence starts one.
   """
   lines = []
   for number, line in enumerate(text.splitlines(), start=1):
@@ -118,7 +118,7 @@ def check_pipeline_text(path, text):
 
   Raises:
     PipelineConfigError: the text does not parse (naming file, line and
-      field), or it holds two [gc_detection.protos.global_context] blocks
+      field), or it holds two [gc_detection.protos.global_context] extensions
       (text_format.Merge would silently merge them, the second's values
       winning).
   """
@@ -130,11 +130,11 @@ def check_pipeline_text(path, text):
   except text_format.ParseError as error:
     raise PipelineConfigError(parse_error_message(path, text, error),
                               error.GetLine(), error.GetColumn()) from None
-  starts = _gc_block_lines(text)
+  starts = _extension_start_lines(text)
   if len(starts) > 1:
     raise PipelineConfigError(
         f'{path}:{starts[1]}: a second [gc_detection.protos.global_context] '
-        f'block (the first starts at line {starts[0]}); a pipeline.config has '
+        f'extension (the first starts at line {starts[0]}); a pipeline.config has '
         'at most one: merge them into one', starts[1], 1)
   return pipeline
 

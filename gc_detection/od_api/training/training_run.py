@@ -38,7 +38,7 @@ def current():
 
 @contextlib.contextmanager
 def running(run):
-  """Makes `run` current for the duration of the block."""
+  """Makes `run` current inside the `with` statement."""
   token = _current.set(run)
   try:
     yield run
