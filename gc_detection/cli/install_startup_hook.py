@@ -1,6 +1,7 @@
 """Writes gc_detection_autoregister.pth into this environment's site-packages.
 
-The .pth line imports gc_detection.od_api.startup_hook when Python starts, unless
+The .pth line imports gc_detection.od_api.startup_hook and
+gc_detection.model_garden.startup_hook when Python starts, unless
 GC_DETECTION_AUTOREGISTER=0 (then nothing of gc_detection is imported); it is
 skipped quietly if gc_detection is no longer installed. scripts/setup.sh runs this;
 run it yourself after a plain `pip install` of gc_detection (and again after
@@ -27,7 +28,8 @@ PTH_NAME = 'gc_detection_autoregister.pth'
 PTH_LINE = (
     'import os; exec("if os.environ.get(\'GC_DETECTION_AUTOREGISTER\', \'1\')'
     '.strip().lower() not in (\'0\', \'false\', \'no\', \'off\'):\\n'
-    ' try:\\n  import gc_detection.od_api.startup_hook\\n except ImportError:\\n  pass")\n')
+    ' try:\\n  import gc_detection.od_api.startup_hook\\n'
+    '  import gc_detection.model_garden.startup_hook\\n except ImportError:\\n  pass")\n')
 # Prepended on TensorFlow >= 2.16 (Keras 3 is tf.keras there unless this is set).
 LEGACY_KERAS_STATEMENT = "os.environ.setdefault('TF_USE_LEGACY_KERAS', '1'); "
 _TENSORFLOW_DISTRIBUTIONS = ('tensorflow', 'tensorflow-cpu', 'tf-nightly')

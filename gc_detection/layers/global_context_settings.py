@@ -60,6 +60,60 @@ class InvalidGlobalContextSettings(ValueError):
   """A GlobalContextSettings value does not suit the model being built."""
 
 
+# Values no sensible model has; most likely typos, and each would exhaust the
+# memory of any machine (16 stacked layers at 1024 px keep 16 x 268 MB of
+# attention weights for the backward pass; a chunk of 65536 queries over as
+# many keys is 68 GB).
+_UPPER_LIMITS = {
+    'num_layers': (16, 'each stacked layer keeps its attention weights for the '
+                   'backward pass'),
+    'chunk_size': (65536, 'a chunk holds chunk_size x H*W attention weights per '
+                   'head'),
+}
+
+
+def checked_settings(field_prefix, *, chunk_threshold, **values):
+  """GlobalContextSettings from a framework's config values, each range-checked.
+
+  Args:
+    field_prefix: how the user's config names the fields' parent, e.g.
+      '[gc_detection.protos.global_context] ' or
+      'task.model.backbone.resnet_gc.global_context.'; every message starts
+      with it and the field name.
+    chunk_threshold: 0 means never chunk (stored as None).
+    **values: the other GlobalContextSettings fields; `initialization` in any
+      case ('BOTTLENECK' or 'bottleneck').
+
+  Raises:
+    InvalidGlobalContextSettings: naming the field, the value and the range.
+  """
+  for field in ('num_heads', 'num_layers', 'bottleneck_ratio', 'chunk_size'):
+    value = values[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise InvalidGlobalContextSettings(
+          f'{field_prefix}{field}: must be a positive integer, got {value!r}')
+  for field, (largest, why) in _UPPER_LIMITS.items():
+    if values[field] > largest:
+      raise InvalidGlobalContextSettings(
+          f'{field_prefix}{field}: must be at most {largest}, got '
+          f'{values[field]} ({why})')
+  if not isinstance(chunk_threshold, int) or chunk_threshold < 0:
+    raise InvalidGlobalContextSettings(
+        f'{field_prefix}chunk_threshold: must be >= 0 (0 = never chunk), got '
+        f'{chunk_threshold!r}')
+  if not 0.0 <= values['attention_dropout'] < 1.0:
+    raise InvalidGlobalContextSettings(
+        f'{field_prefix}attention_dropout: must be in [0, 1), got '
+        f'{values["attention_dropout"]}')
+  initialization = str(values.pop('initialization')).lower()
+  if initialization not in INITIALIZATIONS:
+    raise InvalidGlobalContextSettings(
+        f'{field_prefix}initialization: {initialization!r} is not one of '
+        f'{", ".join(INITIALIZATIONS)}')
+  return GlobalContextSettings(chunk_threshold=chunk_threshold or None,
+                               initialization=initialization, **values)
+
+
 def check_source_block(settings, backbone_name, stage, channels):
   """Returns the bottleneck block BOTTLENECK initialisation copies.
 
@@ -109,7 +163,8 @@ def make_global_context_layer(settings, channels, name='global_context',
   if settings.initialization == BOTTLENECK:
     logging.info('gc_detection: initialization BOTTLENECK: the global-context '
                  'module is copied from a ResNet bottleneck block right after '
-                 'a fine_tune_checkpoint restore; without one (and when '
-                 'training resumes from model_dir) it keeps its Glorot start '
-                 'or its checkpointed weights.')
+                 'the pretrained backbone is restored (fine_tune_checkpoint of '
+                 'the OD API, task.init_checkpoint of Model Garden); without '
+                 'one (and when training resumes from model_dir) it keeps its '
+                 'Glorot start or its checkpointed weights.')
   return layer

@@ -15,18 +15,6 @@ from gc_detection.layers import global_context_settings as settings_lib
 EXTENSION_NAME = '[gc_detection.protos.global_context]'
 ConfigError = user_errors.GlobalContextConfigError
 
-# Values no sensible model has; most likely typos, and each would exhaust the
-# memory of any machine (16 stacked layers at 1024 px keep 16 x 268 MB of
-# attention weights for the backward pass; a chunk of 65536 queries over as
-# many keys is 68 GB).
-_UPPER_LIMITS = {
-    'num_layers': (16, 'each stacked layer keeps its attention weights for the '
-                   'backward pass'),
-    'chunk_size': (65536, 'a chunk holds chunk_size x H*W attention weights per '
-                   'head'),
-}
-
-
 def extension_descriptor():
   """The `global_context` extension field (imports the generated module)."""
   from gc_detection.protos import global_context_pb2  # pylint: disable=g-import-not-at-top
@@ -48,34 +36,21 @@ def settings_from_extension(message):
   """
   if message is None:
     return settings_lib.GlobalContextSettings()
-  for field in ('num_heads', 'num_layers', 'bottleneck_ratio', 'chunk_size'):
-    value = getattr(message, field)
-    if value <= 0:
-      raise ConfigError(f'{EXTENSION_NAME} {field}: must be a positive integer, '
-                        f'got {value}')
-  for field, (largest, why) in _UPPER_LIMITS.items():
-    value = getattr(message, field)
-    if value > largest:
-      raise ConfigError(f'{EXTENSION_NAME} {field}: must be at most {largest}, got '
-                        f'{value} ({why})')
-  if message.chunk_threshold < 0:
-    raise ConfigError(f'{EXTENSION_NAME} chunk_threshold: must be >= 0 (0 = never '
-                      f'chunk), got {message.chunk_threshold}')
-  if not 0.0 <= message.attention_dropout < 1.0:
-    raise ConfigError(f'{EXTENSION_NAME} attention_dropout: must be in [0, 1), got '
-                      f'{message.attention_dropout}')
-  initialization = message.Initialization.Name(message.initialization).lower()
-  return settings_lib.GlobalContextSettings(
-      num_heads=message.num_heads,
-      num_layers=message.num_layers,
-      bottleneck_ratio=message.bottleneck_ratio,
-      use_residual=message.use_residual,
-      attention_dropout=message.attention_dropout,
-      chunk_threshold=message.chunk_threshold or None,
-      chunk_size=message.chunk_size,
-      initialization=initialization,
-      source_block=message.source_block,
-      fold_batch_norm=message.fold_batch_norm)
+  try:
+    return settings_lib.checked_settings(
+        EXTENSION_NAME + ' ',
+        num_heads=message.num_heads,
+        num_layers=message.num_layers,
+        bottleneck_ratio=message.bottleneck_ratio,
+        use_residual=message.use_residual,
+        attention_dropout=message.attention_dropout,
+        chunk_threshold=message.chunk_threshold,
+        chunk_size=message.chunk_size,
+        initialization=message.Initialization.Name(message.initialization),
+        source_block=message.source_block,
+        fold_batch_norm=message.fold_batch_norm)
+  except settings_lib.InvalidGlobalContextSettings as error:
+    raise ConfigError(str(error)) from None
 
 
 def check_hybrid_optimizer(optimizer, global_context_optimizer):

@@ -20,12 +20,12 @@ imported without them.
 (`watch_extension`), whatever GC_DETECTION_AUTOREGISTER says.
 """
 import importlib.abc
-import os
 import sys
 
+from gc_detection import import_hooks
 from gc_detection.od_api import touch_points
 
-ENVIRONMENT_VARIABLE = 'GC_DETECTION_AUTOREGISTER'
+ENVIRONMENT_VARIABLE = import_hooks.ENVIRONMENT_VARIABLE
 
 
 class _ChangeAfterExec(importlib.abc.Loader):
@@ -69,20 +69,12 @@ class _OdApiImportHook(importlib.abc.MetaPathFinder):
   def find_spec(self, fullname, path, target=None):
     if not self._watches(fullname):
       return None
-    for finder in sys.meta_path:
-      if finder is self or not hasattr(finder, 'find_spec'):
-        continue
-      spec = finder.find_spec(fullname, path, target)
-      if spec is not None:
-        if spec.loader is not None:
-          spec.loader = _ChangeAfterExec(spec.loader, self.register)
-        return spec
-    return None
+    return import_hooks.find_wrapped_spec(
+        self, fullname, path, target,
+        lambda loader: _ChangeAfterExec(loader, self.register))
 
 
-def enabled():
-  return os.environ.get(ENVIRONMENT_VARIABLE, '1').strip().lower() not in (
-      '0', 'false', 'no', 'off')
+enabled = import_hooks.enabled
 
 
 def _installed():

@@ -1,0 +1,96 @@
+"""The GC semantic-segmentation task: official.vision's, with two changes.
+
+- `initialize` reads a stock ResNet checkpoint into a resnet_gc backbone
+  (gc_detection.model_garden.backbone_initialization) and then initialises the
+  module from a bottleneck block; every other module, and every stock backbone,
+  is read as official.vision reads it.
+- Evaluation reports the paper's four metrics (mIoU, fwIoU, mACC, pACC; see
+  gc_detection.model_garden.segmentation_scores) from the confusion matrix the
+  stock per-class IoU already keeps, besides the stock `mean_iou` and `iou/<c>`,
+  and counts every validation batch (the stock task drops the first one).
+"""
+from absl import logging
+import tensorflow as tf
+
+from official.core import task_factory
+from official.vision.tasks import semantic_segmentation as stock
+
+from gc_detection.model_garden import backbone_initialization
+from gc_detection.model_garden import resnet_gc
+from gc_detection.model_garden import segmentation_config
+from gc_detection.model_garden import segmentation_scores
+
+
+def _checkpoint_file(checkpoint):
+  if tf.io.gfile.isdir(checkpoint):
+    return tf.train.latest_checkpoint(checkpoint)
+  return checkpoint
+
+
+def initialize_model(model, checkpoint, modules):
+  """Task.initialize for a model whose backbone may be resnet_gc.
+
+  Args:
+    model: an official.vision model with `backbone` and `checkpoint_items`.
+    checkpoint: task.init_checkpoint (a file prefix or a directory).
+    modules: task.init_checkpoint_modules ('all', or a list of 'backbone',
+      'decoder', ...).
+  """
+  path = _checkpoint_file(checkpoint)
+  if not path:
+    raise backbone_initialization.BackboneCheckpointError(
+        f'task.init_checkpoint: {checkpoint!r} has no checkpoint')
+  modules = [modules] if isinstance(modules, str) else list(modules)
+  items = dict(model.checkpoint_items)
+  if 'all' not in modules:
+    items = {name: item for name, item in items.items() if name in modules}
+  backbone = items.pop('backbone', None)
+  if backbone is not None and isinstance(backbone, resnet_gc.ResNetGlobalContext):
+    backbone_initialization.initialize_backbone(backbone, path)
+  elif backbone is not None:
+    items['backbone'] = backbone
+  if items:
+    status = tf.train.Checkpoint(**items).read(path)
+    status.expect_partial().assert_existing_objects_matched()
+  logging.info('Finished loading pretrained checkpoint from %s (%s)', path,
+               ', '.join(modules))
+
+
+@task_factory.register_task_cls(segmentation_config.SegmentationTask)
+class SegmentationTask(stock.SemanticSegmentationTask):
+  """official.vision's semantic segmentation with resnet_gc and the paper's metrics."""
+
+  def initialize(self, model):
+    if not self.task_config.init_checkpoint:
+      return
+    initialize_model(model, self.task_config.init_checkpoint,
+                     self.task_config.init_checkpoint_modules)
+
+  def build_metrics(self, training=True):
+    metrics = super().build_metrics(training)
+    if not training:
+      stock_metric = self.iou_metric
+      self.iou_metric = segmentation_scores.SegmentationScores(
+          name=stock_metric.name, num_classes=self.task_config.model.num_classes,
+          rescale_predictions=stock_metric._rescale_predictions,  # pylint: disable=protected-access
+          dtype=tf.float32)
+    return metrics
+
+  def aggregate_logs(self, state=None, step_outputs=None):
+    # official.vision resets iou_metric in its first call (state None), which
+    # comes after the first validation batch has updated it: that batch was
+    # lost (every batch, with validation_steps 1). The metric is reset after
+    # each evaluation instead (reduce_aggregated_logs).
+    metric, self.iou_metric = self.iou_metric, None
+    try:
+      return super().aggregate_logs(state, step_outputs)
+    finally:
+      self.iou_metric = metric
+
+  def reduce_aggregated_logs(self, aggregated_logs, global_step=None):
+    logs = super().reduce_aggregated_logs(aggregated_logs, global_step)
+    if self.iou_metric is not None:
+      logs.update({name: tf.cast(value, tf.float32)
+                   for name, value in self.iou_metric.scores().items()})
+      self.iou_metric.reset_states()
+    return logs
