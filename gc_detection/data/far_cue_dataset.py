@@ -25,7 +25,7 @@ from gc_detection import atomic_files
 from gc_detection.data import far_cue_scenes
 
 
-def _progress(items, total, description):
+def progress(items, total, description):
   """tqdm on stderr (a plain counter line when tqdm is missing)."""
   try:
     import tqdm  # pylint: disable=g-import-not-at-top
@@ -66,12 +66,12 @@ def write_dataset(output_dir, num_train, num_val, seed=0, spec=far_cue_scenes.Sc
       ('train', 'train.tfrecord'), ('val', 'val.tfrecord'),
       ('label_map', 'label_map.pbtxt'), ('val_coco', 'val_coco.json'),
       ('val_images', 'val_images'), ('summary', 'dataset.json'))}
-  progress = _progress if show_progress else (lambda items, total, description: items)
+  progress_of = progress if show_progress else (lambda items, total, description: items)
 
-  train = progress(far_cue_scenes.generate(seed, num_train, spec, 'train'), num_train,
+  train = progress_of(far_cue_scenes.generate(seed, num_train, spec, 'train'), num_train,
                    'train split')
   tf_example.write_tfrecord(paths['train'], (scene.example for scene in train))
-  val = list(progress(far_cue_scenes.generate(seed + 1, num_val, spec, 'val'), num_val,
+  val = list(progress_of(far_cue_scenes.generate(seed + 1, num_val, spec, 'val'), num_val,
                       'val split'))
   tf_example.write_tfrecord(paths['val'], (scene.example for scene in val))
   for scene in val:

@@ -40,9 +40,9 @@ C4_RECEPTIVE_FIELD = 291
 C4_STRIDE = 16
 EDGES = ('top', 'bottom', 'left', 'right')
 
-_BAND_COLOURS = {'sun': (95, 160, 235), 'egg_yolk': (140, 85, 40),
+BAND_COLOURS = {'sun': (95, 160, 235), 'egg_yolk': (140, 85, 40),
                  'street_lamp': (45, 45, 50)}
-_BACKGROUND_RANGE = (90, 150)  # grey noise, the same for every class
+BACKGROUND_RANGE = (90, 150)  # grey noise, the same for every class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _draw_band(image, rng, class_name, edge, depth):
   """Fills the strip along `edge` with the class's scene (in place)."""
   size = image.shape[0]
   rows, cols = _band_slices(edge, depth, size)
-  colour = np.array(_BAND_COLOURS[class_name], np.int16)
+  colour = np.array(BAND_COLOURS[class_name], np.int16)
   noise = rng.integers(-12, 13, size=image[rows, cols].shape)
   image[rows, cols] = np.clip(colour + noise, 0, 255)
   if class_name == 'street_lamp':  # dashed white lane mark along the strip
@@ -221,7 +221,7 @@ def generate_scene(rng, spec, index, prefix):
   edge = EDGES[int(rng.integers(len(EDGES)))]
   depth = spec.cue_depth() if cue_kind == 'companion' else int(
       rng.integers(spec.cue_depth() * 2 // 3, spec.cue_depth() + 1))
-  image = rng.integers(*_BACKGROUND_RANGE, size=(size, size, 3)).astype(np.int16)
+  image = rng.integers(*BACKGROUND_RANGE, size=(size, size, 3)).astype(np.int16)
   if cue_kind == 'band':
     _draw_band(image, rng, class_name, edge, depth)
   else:

@@ -42,15 +42,15 @@ class DetectionExample:
   masks: Optional[np.ndarray] = None
 
 
-def _bytes(values):
+def bytes_feature(values):
   return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
 
-def _ints(values):
+def int64_feature(values):
   return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
-def _floats(values):
+def float_feature(values):
   return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
 
@@ -90,19 +90,19 @@ def to_tf_example(example):
   encoded = encode_png(image)
   filename = example.filename.encode('utf8')
   feature = {
-      'image/encoded': _bytes([encoded]),
-      'image/format': _bytes([b'png']),
-      'image/height': _ints([height]),
-      'image/width': _ints([width]),
-      'image/filename': _bytes([filename]),
-      'image/source_id': _bytes([filename]),
-      'image/key/sha256': _bytes([hashlib.sha256(encoded).hexdigest().encode()]),
-      'image/object/bbox/ymin': _floats(boxes[:, 0] / height),
-      'image/object/bbox/xmin': _floats(boxes[:, 1] / width),
-      'image/object/bbox/ymax': _floats(boxes[:, 2] / height),
-      'image/object/bbox/xmax': _floats(boxes[:, 3] / width),
-      'image/object/class/label': _ints([int(i) for i in example.class_ids]),
-      'image/object/class/text': _bytes(
+      'image/encoded': bytes_feature([encoded]),
+      'image/format': bytes_feature([b'png']),
+      'image/height': int64_feature([height]),
+      'image/width': int64_feature([width]),
+      'image/filename': bytes_feature([filename]),
+      'image/source_id': bytes_feature([filename]),
+      'image/key/sha256': bytes_feature([hashlib.sha256(encoded).hexdigest().encode()]),
+      'image/object/bbox/ymin': float_feature(boxes[:, 0] / height),
+      'image/object/bbox/xmin': float_feature(boxes[:, 1] / width),
+      'image/object/bbox/ymax': float_feature(boxes[:, 2] / height),
+      'image/object/bbox/xmax': float_feature(boxes[:, 3] / width),
+      'image/object/class/label': int64_feature([int(i) for i in example.class_ids]),
+      'image/object/class/text': bytes_feature(
           [name.encode('utf8') for name in example.class_names]),
   }
   if example.masks is not None:
@@ -111,7 +111,7 @@ def to_tf_example(example):
       raise ValueError(
           f'{example.filename}: masks must have shape (num_boxes, height, width)'
           f' = {(len(boxes), height, width)}, got {masks.shape}')
-    feature['image/object/mask'] = _bytes(encode_png_masks(masks))
+    feature['image/object/mask'] = bytes_feature(encode_png_masks(masks))
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 

@@ -6,6 +6,7 @@ default is resnet_gc). An experiment of this task with `type: resnet` is the
 stock model, trained and scored the same way.
 """
 import dataclasses
+from typing import Optional
 
 from official.vision.configs import semantic_segmentation as stock
 
@@ -20,5 +21,11 @@ class SegmentationModel(stock.SemanticSegmentationModel):
 
 @dataclasses.dataclass
 class SegmentationTask(stock.SemanticSegmentationTask):
-  """official.vision's SemanticSegmentationTask config with resnet_gc."""
+  """official.vision's SemanticSegmentationTask config with resnet_gc.
+
+  seed: when set, seeds Python, NumPy and TensorFlow (the weight
+    initialisers) before the model is built; official.vision has no such
+    setting (its `seed` fields seed the input pipelines only).
+  """
   model: SegmentationModel = dataclasses.field(default_factory=SegmentationModel)
+  seed: Optional[int] = None

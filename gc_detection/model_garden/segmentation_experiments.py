@@ -11,6 +11,10 @@ factory does not pass it the decoder levels), 1024x1024 inputs, the 1x
 schedule of the paper's Detectron2 recipe (batch 16, 90k steps, steps at 60k and
 80k), the ImageNet ResNet-50 of Model Garden as init_checkpoint.
 
+Far-cue (`seg_resnet50_fpn_far_cue`, `seg_resnet50_fpn_gc_far_cue`): the same
+model on the far-cue strips of `python -m
+gc_detection.cli.make_far_cue_segmentation_dataset`, sized for a CPU.
+
 Each pair differs only in `task.model.backbone`. Paths are relative to the
 directory the trainer runs in (the checkout root in the README's commands).
 """
@@ -106,6 +110,56 @@ def coco_experiment(model_id, global_context):
                     'task.validation_data.is_training != None'])
 
 
+FAR_CUE_DIR = 'data/far_cue_segmentation'
+FAR_CUE_CLASSES = 7
+FAR_CUE_SIZE = (64, 448)
+
+
+def far_cue_experiment(global_context):
+  """The CPU-sized pair on far-cue strips (gc_detection.data.far_cue_strips).
+
+  ResNet-50-FPN from random weights (no ImageNet checkpoint on a CPU-only
+  machine; set task.init_checkpoint to use one), 64x448 strips, batch 4,
+  Adam with a warm-up, 600 steps: the optimizer of the far-cue detection pair.
+  """
+  batch_size = 4
+  train_steps = 600
+  num_val = 100
+  task = segmentation_config.SegmentationTask(
+      model=fpn_segmentation_model(FAR_CUE_CLASSES, FAR_CUE_SIZE + (3,), 50,
+                                   global_context),
+      losses=stock.Losses(l2_weight_decay=1e-4, ignore_label=IGNORE_LABEL),
+      train_data=stock.DataConfig(
+          input_path=f'{FAR_CUE_DIR}/train.tfrecord', is_training=True,
+          global_batch_size=batch_size, output_size=list(FAR_CUE_SIZE),
+          shuffle_buffer_size=400),
+      validation_data=stock.DataConfig(
+          input_path=f'{FAR_CUE_DIR}/val.tfrecord', is_training=False,
+          global_batch_size=batch_size, output_size=list(FAR_CUE_SIZE),
+          resize_eval_groundtruth=True, drop_remainder=False))
+  task.model.norm_activation.use_sync_bn = False
+  return cfg.ExperimentConfig(
+      task=task,
+      trainer=cfg.TrainerConfig(
+          train_steps=train_steps,
+          validation_steps=num_val // batch_size,
+          validation_interval=100,
+          steps_per_loop=100,
+          summary_interval=100,
+          checkpoint_interval=100,
+          max_to_keep=10,
+          optimizer_config=optimization.OptimizationConfig({
+              'optimizer': {'type': 'adam', 'adam': {}},
+              'learning_rate': {'type': 'constant',
+                                'constant': {'learning_rate': 3e-4}},
+              'warmup': {'type': 'linear',
+                         'linear': {'warmup_steps': 50,
+                                    'warmup_learning_rate': 3e-5}},
+          })),
+      restrictions=['task.train_data.is_training != None',
+                    'task.validation_data.is_training != None'])
+
+
 COCO_EXPERIMENTS = {
     f'seg_resnet{model_id}_fpn{"_gc" if global_context else ""}_coco':
         (model_id, global_context)
@@ -120,3 +174,7 @@ def _register(name, model_id, global_context):
 
 for _name, (_model_id, _global_context) in COCO_EXPERIMENTS.items():
   _register(_name, _model_id, _global_context)
+exp_factory.register_config_factory('seg_resnet50_fpn_far_cue')(
+    lambda: far_cue_experiment(global_context=False))
+exp_factory.register_config_factory('seg_resnet50_fpn_gc_far_cue')(
+    lambda: far_cue_experiment(global_context=True))

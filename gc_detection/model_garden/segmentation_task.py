@@ -60,6 +60,11 @@ def initialize_model(model, checkpoint, modules):
 class SegmentationTask(stock.SemanticSegmentationTask):
   """official.vision's semantic segmentation with resnet_gc and the paper's metrics."""
 
+  def build_model(self):
+    if self.task_config.seed is not None:
+      tf.keras.utils.set_random_seed(self.task_config.seed)
+    return super().build_model()
+
   def initialize(self, model):
     if not self.task_config.init_checkpoint:
       return

@@ -1,0 +1,298 @@
+r"""Far-cue segmentation benchmark: stock ResNet-50-FPN vs the same + GC, Model Garden's trainer.
+
+The strips (gc_detection.data.far_cue_strips) hold identical yellow disks in
+three classes (sun, egg_yolk, street_lamp), told apart only by a band at one
+end of the strip, farther from every disk pixel than half the receptive field
+of the stock model's logits. Both models:
+
+- are the registered experiments seg_resnet50_fpn_far_cue and
+  seg_resnet50_fpn_gc_far_cue as registered (same data, steps, batch,
+  optimizer, head; they differ only in task.model.backbone). Their data path
+  is relative (data/far_cue_segmentation/...): the trainer runs in the work
+  dir, where the benchmark writes the dataset under that path;
+- train from random weights with `python -m official.vision.train
+  --mode=train_and_eval` (Model Garden's own trainer, unmodified), with
+  task.seed (weight initialisation) and task.train_data.seed = the run's seed;
+- are scored by the trainer's own evaluation on the held-out strips every
+  validation_interval steps: mIoU, fwIoU, mACC, pACC (the paper's Table 4
+  columns) and the per-class IoU.
+
+Runs alternate (stock, GC, stock, GC, ...) so that machine noise hits both.
+Writes the Markdown section (per run and mean over seeds; the target "GC beats
+stock by >= 5 mIoU"), a PNG of mIoU against step and a PNG of predicted masks
+beside the ground truth (benchmarks/far_cue_segmentation_pictures.py).
+
+Usage (defaults: 2 seeds x 2 models x 600 steps):
+  .venv/bin/python benchmarks/far_cue_segmentation.py --markdown=BENCHMARKS.md \
+      --plot=benchmarks/figures/far_cue_segmentation_miou_vs_step.png \
+      --pictures=benchmarks/figures/far_cue_segmentation_masks.png
+  --quick: 8 train / 4 val strips, 4 steps, one seed (checks the code path;
+  says nothing about who wins).
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+# benchmarks/ is on sys.path when run as a script.
+import markdown_report
+from gc_detection.reports.markdown import markdown_table
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = {'stock': 'seg_resnet50_fpn_far_cue', 'gc': 'seg_resnet50_fpn_gc_far_cue'}
+MODELS = ('stock', 'gc')
+LABELS = {'stock': 'ResNet-50-FPN (stock)', 'gc': 'ResNet-50-FPN + GC'}
+METRICS = ('mIoU', 'fwIoU', 'mACC', 'pACC')
+TARGET_MIOU_GAIN = 5.0
+QUICK = {'num_train': 8, 'num_val': 4, 'steps': 4, 'interval': 2}
+
+
+def _define_flags():
+  flags.DEFINE_list('seeds', ['0', '1'], 'task.seed of each pair of runs.')
+  flags.DEFINE_integer('num_steps', None, 'Training steps per run (default: the '
+                       'experiments\' trainer.train_steps).')
+  flags.DEFINE_integer('num_train', 400, 'Training strips.')
+  flags.DEFINE_integer('num_val', 100, 'Held-out strips.')
+  flags.DEFINE_integer('data_seed', 0, 'Seed of the dataset (the same for every run).')
+  flags.DEFINE_string('work_dir', None, 'Data and model dirs (default: a temp dir).')
+  flags.DEFINE_string('markdown', None, 'Rewrite the "far_cue_segmentation" section '
+                      'of this file.')
+  flags.DEFINE_string('plot', None, 'Write the mIoU-against-step PNG here.')
+  flags.DEFINE_string('pictures', None, 'Write the predicted-masks PNG here.')
+  flags.DEFINE_bool('quick', False, 'A tiny run that checks the code path.')
+
+
+def _log(message):
+  print(f'[far_cue_segmentation {time.strftime("%H:%M:%S")}] {message}',
+        file=sys.stderr, flush=True)
+
+
+def experiment_settings():
+  """The registered pair's shared settings; raises if they train differently."""
+  from official.core import exp_factory  # pylint: disable=g-import-not-at-top
+  from gc_detection.model_garden import registry  # pylint: disable=g-import-not-at-top,unused-import
+  described = {}
+  for model, name in EXPERIMENTS.items():
+    config = exp_factory.get_exp_config(name)
+    described[model] = {
+        'train_path': config.task.train_data.input_path,
+        'val_path': config.task.validation_data.input_path,
+        'num_steps': config.trainer.train_steps,
+        'batch_size': config.task.train_data.global_batch_size,
+        'input_size': list(config.task.model.input_size),
+        'optimizer': json.dumps(config.trainer.optimizer_config.as_dict(), sort_keys=True),
+        'validation_interval': config.trainer.validation_interval}
+  if described['stock'] != described['gc']:
+    raise ValueError(f'the far-cue experiments differ in data or training: {described}')
+  return described['gc']
+
+
+def overrides(seed, steps, num_val, batch_size, interval=None):
+  """--params_override of one run: the seeds, and the step counts if changed."""
+  values = [f'task.seed={seed}', f'task.train_data.seed={seed}',
+            f'trainer.train_steps={steps}',
+            f'trainer.validation_steps={-(-num_val // batch_size)}']
+  if interval:
+    values += [f'trainer.{name}={interval}' for name in (
+        'validation_interval', 'steps_per_loop', 'summary_interval',
+        'checkpoint_interval')]
+  return ','.join(values)
+
+
+def train(experiment, model_dir, params_override, log_path, work_dir):
+  """official.vision.train (train_and_eval) in work_dir; returns wall seconds."""
+  started = time.perf_counter()
+  with open(log_path, 'w') as log_file:
+    completed = subprocess.run(
+        [sys.executable, '-m', 'official.vision.train', f'--experiment={experiment}',
+         '--mode=train_and_eval', f'--model_dir={model_dir}',
+         f'--params_override={params_override}'],
+        cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+  if completed.returncode != 0:
+    raise RuntimeError(f'training {model_dir} failed (exit {completed.returncode}); '
+                       f'see {log_path}')
+  return time.perf_counter() - started
+
+
+def validation_curve(model_dir, num_classes):
+  """[{'step', 'mIoU', ..., 'iou': [per class]}] (percent) from the trainer's events."""
+  from gc_detection.reports import summary_events  # pylint: disable=g-import-not-at-top
+  tags = list(METRICS) + [f'iou/{c}' for c in range(num_classes)]
+  by_tag = {}
+  for tags_steps in summary_events.read_scalars(
+      summary_events.event_files(os.path.join(model_dir, 'validation')), tags).values():
+    by_tag.update(tags_steps)
+  by_step = {}
+  for tag, steps in by_tag.items():
+    for step, value in steps.items():
+      by_step.setdefault(step, {})[tag] = 100.0 * value
+  curve = []
+  for step in sorted(by_step):
+    values = by_step[step]
+    if 'mIoU' in values:
+      curve.append({'step': step, **{name: values[name] for name in METRICS},
+                    'iou': [values.get(f'iou/{c}') for c in range(num_classes)]})
+  return curve
+
+
+def plot(results, path, title):
+  """mIoU against step: one thin line per run, the mean over seeds bold."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
+
+  figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=110)
+  colours = {'stock': 'tab:blue', 'gc': 'tab:red'}
+  for model in MODELS:
+    runs = [run for run in results if run['model'] == model]
+    for run in runs:
+      axes.plot([m['step'] for m in run['curve']], [m['mIoU'] for m in run['curve']],
+                color=colours[model], alpha=0.35, linewidth=1)
+    steps = [m['step'] for m in runs[0]['curve']]
+    mean = [statistics.mean(run['curve'][i]['mIoU'] for run in runs)
+            for i in range(len(steps))]
+    axes.plot(steps, mean, color=colours[model], linewidth=2.5,
+              label=f'{LABELS[model]} (mean of {len(runs)} seed(s))')
+  axes.set_xlabel('training step')
+  axes.set_ylabel('mIoU (%) on held-out strips')
+  axes.set_title(title, fontsize=10)
+  axes.grid(alpha=0.3)
+  axes.legend()
+  figure.tight_layout()
+  atomic_files.write_atomically(path, lambda temporary: figure.savefig(temporary,
+                                                                        format='png'))
+  pyplot.close(figure)
+
+
+def report(results, settings, wall_seconds, plot_path, pictures_path):
+  """The Markdown section and the mean mIoU gain."""
+  from gc_detection.data import far_cue_strips  # pylint: disable=g-import-not-at-top
+  disk_classes = [far_cue_strips.CLASS_NAMES.index(disk) for _, disk in far_cue_strips.SCENES]
+
+  def disk_iou(final):
+    return statistics.mean(final['iou'][c] or 0.0 for c in disk_classes)
+
+  rows, means = [], {}
+  for run in results:
+    final = run['curve'][-1]
+    rows.append([LABELS[run['model']], run['seed'], final['step']] +
+                [f'{final[name]:.1f}' for name in METRICS] +
+                [f'{disk_iou(final):.1f}', f'{run["train_seconds"] / 60:.1f}'])
+  for model in MODELS:
+    finals = [run['curve'][-1] for run in results if run['model'] == model]
+    means[model] = {name: statistics.mean(f[name] for f in finals) for name in METRICS}
+    rows.append([f'**{LABELS[model]}, mean**', '', ''] +
+                [f'**{means[model][name]:.1f}**' for name in METRICS] +
+                [f'{statistics.mean(disk_iou(f) for f in finals):.1f}', ''])
+  gain = means['gc']['mIoU'] - means['stock']['mIoU']
+  verdict = 'MET' if gain >= TARGET_MIOU_GAIN else 'MISSED'
+  spec = settings['spec']
+  lines = [
+      '## Far-cue segmentation: stock ResNet-50-FPN vs + GC (Model Garden trainer)',
+      markdown_report.machine_table(),
+      f'- Command: `benchmarks/far_cue_segmentation.py {settings["command"]}`; wall '
+      f'time {wall_seconds / 60:.1f} min.',
+      f'- Data: gc_detection.data.far_cue_strips, {settings["num_train"]} training and '
+      f'{settings["num_val"]} held-out {spec["height"]}x{spec["width"]} strips (data '
+      f'seed {settings["data_seed"]}); 7 classes (background, the three cue bands, the '
+      'three disk classes sun, egg_yolk, street_lamp). The disks look the same in every '
+      f'class; the band that tells them apart is at least {spec["min_cue_distance"]} px '
+      'from every disk pixel, beyond half the '
+      f'{far_cue_strips.SEGMENTATION_RECEPTIVE_FIELD} px receptive field of the stock '
+      'model\'s logits.',
+      f'- Training: the registered experiments {EXPERIMENTS["stock"]} and '
+      f'{EXPERIMENTS["gc"]} as registered (random weights, {settings["num_steps"]} steps '
+      f'at batch {settings["batch_size"]}, input {settings["input_size"]}), `python -m '
+      'official.vision.train --mode=train_and_eval`, task.seed = '
+      'task.train_data.seed = seed.',
+      '- Scores: the trainer\'s own evaluation of the last checkpoint on the held-out '
+      'strips, in percent; disk IoU = mean IoU of the three disk classes (a model blind '
+      'to the cue cannot tell them apart).',
+      markdown_table(['model', 'seed', 'step'] + list(METRICS) + ['disk IoU', 'train min'],
+                     rows),
+      f'- GC - stock, mean mIoU over seeds: **{gain:+.1f}** (target >= '
+      f'{TARGET_MIOU_GAIN:g}: {verdict}).',
+  ]
+  if plot_path:
+    lines.append(f'![mIoU against step]({os.path.relpath(plot_path, REPO_ROOT)})')
+  if pictures_path:
+    lines.append('Held-out strips (seed-0 models): image, ground truth, stock, GC.\n\n'
+                 f'![Predicted masks]({os.path.relpath(pictures_path, REPO_ROOT)})')
+  return '\n\n'.join(lines) + '\n', gain
+
+
+def main(argv):
+  del argv
+  values = flags.FLAGS
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
+  from gc_detection.data import far_cue_segmentation_dataset  # pylint: disable=g-import-not-at-top
+  from gc_detection.data import far_cue_strips  # pylint: disable=g-import-not-at-top
+  import far_cue_segmentation_pictures  # pylint: disable=g-import-not-at-top
+
+  settings = experiment_settings()
+  data_dir = os.path.dirname(settings['train_path'])
+  if os.path.isabs(data_dir):
+    sys.exit(f'the far-cue experiments read an absolute data dir ({data_dir}); the '
+             'benchmark needs the registered relative one')
+  steps = values.num_steps or settings['num_steps']
+  interval = None
+  if values.quick:
+    num_train, num_val, steps, seeds = (QUICK['num_train'], QUICK['num_val'],
+                                        QUICK['steps'], ['0'])
+    interval = QUICK['interval']
+  else:
+    num_train, num_val, seeds = values.num_train, values.num_val, values.seeds
+  started = time.perf_counter()
+  work_dir = os.path.abspath(values.work_dir or tempfile.mkdtemp(prefix='gc_far_cue_seg_'))
+  spec = far_cue_strips.StripSpec()
+  _log(f'writing the dataset into {os.path.join(work_dir, data_dir)}')
+  far_cue_segmentation_dataset.write_dataset(os.path.join(work_dir, data_dir), num_train,
+                                             num_val, values.data_seed, spec,
+                                             show_progress=False)
+  results = []
+  for seed in seeds:
+    for model in MODELS:
+      model_dir = os.path.join(work_dir, 'runs', model, f'seed_{seed}')
+      os.makedirs(os.path.dirname(model_dir), exist_ok=True)
+      _log(f'training {model}, seed {seed}: {steps} steps at batch '
+           f'{settings["batch_size"]}')
+      seconds = train(EXPERIMENTS[model], model_dir,
+                      overrides(seed, steps, num_val, settings['batch_size'], interval),
+                      model_dir + '.train.log', work_dir)
+      curve = validation_curve(model_dir, len(far_cue_strips.CLASS_NAMES))
+      _log(f'{model}, seed {seed}: mIoU by step ' +
+           ', '.join(f'{m["step"]}: {m["mIoU"]:.1f}' for m in curve))
+      results.append({'model': model, 'seed': seed, 'train_seconds': seconds,
+                      'curve': curve, 'model_dir': model_dir})
+  atomic_files.write_text(os.path.join(work_dir, 'results.json'),
+                          json.dumps(results, indent=2))
+  command = ' '.join(arg for arg in sys.argv[1:] if not arg.startswith('--work_dir'))
+  run_settings = dict(settings, command=command, num_train=num_train, num_val=num_val,
+                      data_seed=values.data_seed, spec=spec.__dict__, num_steps=steps,
+                      seeds=seeds, work_dir=work_dir)
+  plot_path = values.plot or os.path.join(work_dir, 'far_cue_segmentation_miou.png')
+  plot(results, plot_path, f'Far-cue strips: {len(seeds)} seed(s), {steps} steps, '
+       f'batch {settings["batch_size"]}')
+  pictures_path = values.pictures or os.path.join(work_dir, 'far_cue_segmentation_masks.png')
+  first = {run['model']: run['model_dir'] for run in results if run['seed'] == seeds[0]}
+  shown = list(far_cue_strips.generate(values.data_seed + 1, min(4, num_val), spec, 'val'))
+  far_cue_segmentation_pictures.draw(EXPERIMENTS, first, shown, pictures_path)
+  text, gain = report(results, run_settings, time.perf_counter() - started,
+                      plot_path if values.plot else None,
+                      pictures_path if values.pictures else None)
+  if values.markdown:
+    markdown_report.replace_section(values.markdown, 'far_cue_segmentation', text)
+  print(text)
+  _log(f'GC - stock mean mIoU {gain:+.1f}; results in {work_dir}/results.json')
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)
