@@ -24,6 +24,7 @@ from gc_detection import user_errors
 from gc_detection.layers import bottleneck_initialization
 from gc_detection.layers import checkpoint_keys
 from gc_detection.layers import global_context_settings as settings_lib
+from gc_detection.model_garden import resnet_gc
 
 
 class BackboneCheckpointError(ValueError, user_errors.UserError):
@@ -132,3 +133,38 @@ def initialize_backbone(backbone, checkpoint_path):
   logging.info('gc_detection: global-context module initialised from %s of the '
                'restored backbone, batch norm %s.', block,
                'folded in' if settings.fold_batch_norm else 'not folded')
+
+
+def _checkpoint_file(checkpoint):
+  if tf.io.gfile.isdir(checkpoint):
+    return tf.train.latest_checkpoint(checkpoint)
+  return checkpoint
+
+
+def initialize_model(model, checkpoint, modules):
+  """Task.initialize for a model whose backbone may be resnet_gc.
+
+  Args:
+    model: an official.vision model with `backbone` and `checkpoint_items`.
+    checkpoint: task.init_checkpoint (a file prefix or a directory).
+    modules: task.init_checkpoint_modules ('all', or a list of 'backbone',
+      'decoder', ...).
+  """
+  path = _checkpoint_file(checkpoint)
+  if not path:
+    raise BackboneCheckpointError(
+        f'task.init_checkpoint: {checkpoint!r} has no checkpoint')
+  modules = [modules] if isinstance(modules, str) else list(modules)
+  items = dict(model.checkpoint_items)
+  if 'all' not in modules:
+    items = {name: item for name, item in items.items() if name in modules}
+  backbone = items.pop('backbone', None)
+  if isinstance(backbone, resnet_gc.ResNetGlobalContext):
+    initialize_backbone(backbone, path)
+  elif backbone is not None:
+    items['backbone'] = backbone
+  if items:
+    status = tf.train.Checkpoint(**items).read(path)
+    status.expect_partial().assert_existing_objects_matched()
+  logging.info('Finished loading pretrained checkpoint from %s (%s)', path,
+               ', '.join(modules))

@@ -9,51 +9,14 @@
   stock per-class IoU already keeps, besides the stock `mean_iou` and `iou/<c>`,
   and counts every validation batch (the stock task drops the first one).
 """
-from absl import logging
 import tensorflow as tf
 
 from official.core import task_factory
 from official.vision.tasks import semantic_segmentation as stock
 
 from gc_detection.model_garden import backbone_initialization
-from gc_detection.model_garden import resnet_gc
 from gc_detection.model_garden import segmentation_config
 from gc_detection.model_garden import segmentation_scores
-
-
-def _checkpoint_file(checkpoint):
-  if tf.io.gfile.isdir(checkpoint):
-    return tf.train.latest_checkpoint(checkpoint)
-  return checkpoint
-
-
-def initialize_model(model, checkpoint, modules):
-  """Task.initialize for a model whose backbone may be resnet_gc.
-
-  Args:
-    model: an official.vision model with `backbone` and `checkpoint_items`.
-    checkpoint: task.init_checkpoint (a file prefix or a directory).
-    modules: task.init_checkpoint_modules ('all', or a list of 'backbone',
-      'decoder', ...).
-  """
-  path = _checkpoint_file(checkpoint)
-  if not path:
-    raise backbone_initialization.BackboneCheckpointError(
-        f'task.init_checkpoint: {checkpoint!r} has no checkpoint')
-  modules = [modules] if isinstance(modules, str) else list(modules)
-  items = dict(model.checkpoint_items)
-  if 'all' not in modules:
-    items = {name: item for name, item in items.items() if name in modules}
-  backbone = items.pop('backbone', None)
-  if backbone is not None and isinstance(backbone, resnet_gc.ResNetGlobalContext):
-    backbone_initialization.initialize_backbone(backbone, path)
-  elif backbone is not None:
-    items['backbone'] = backbone
-  if items:
-    status = tf.train.Checkpoint(**items).read(path)
-    status.expect_partial().assert_existing_objects_matched()
-  logging.info('Finished loading pretrained checkpoint from %s (%s)', path,
-               ', '.join(modules))
 
 
 @task_factory.register_task_cls(segmentation_config.SegmentationTask)
@@ -68,7 +31,7 @@ class SegmentationTask(stock.SemanticSegmentationTask):
   def initialize(self, model):
     if not self.task_config.init_checkpoint:
       return
-    initialize_model(model, self.task_config.init_checkpoint,
+    backbone_initialization.initialize_model(model, self.task_config.init_checkpoint,
                      self.task_config.init_checkpoint_modules)
 
   def build_metrics(self, training=True):
