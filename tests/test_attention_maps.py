@@ -19,9 +19,9 @@ import tensorflow as tf
 import attention_reference
 from conftest import REPO_ROOT
 from conftest import run_python
-from gc_detection.od_api import attention_files
+from gc_detection.attention_maps import files as attention_files
 from gc_detection.od_api import attention_model
-from gc_detection.od_api import attention_pictures
+from gc_detection.attention_maps import pictures as attention_pictures
 from gc_detection.od_api import attention_weights
 from gc_detection.od_api.attention_model import AttentionMapError
 from gc_detection.data import shapes

@@ -38,6 +38,11 @@ colouring or cropping, over the full, padded feature grid), the query cells
 and points; with --tensorboard_dir the same pictures go to TensorBoard as
 image summaries (one event file per image).
 
+A Model Garden model (a registered experiment with the resnet_gc backbone)
+takes --experiment (with --config_file / --params_override as given to
+official.vision.train) instead of --pipeline_config_path; it takes --points
+only (no --top_detections).
+
 Usage:
   python -m gc_detection.cli.attention_maps \
       --pipeline_config_path=models/frcnn_r50_gc/pipeline.config \
@@ -45,6 +50,9 @@ Usage:
       --images=photos/breakfast.jpg,photos/sunset.jpg --output_dir=attention \
       [--points='120,340;400,90'] [--top_detections=3] [--layer_index=0] \
       [--tensorboard_dir=attention/tb] [--save_arrays] [--colormap=jet]
+  python -m gc_detection.cli.attention_maps --experiment=seg_resnet50_fpn_gc_far_cue \
+      --checkpoint=models/far_cue_segmentation_gc --images=data/far_cue_segmentation/val_images \
+      --points='32,400' --output_dir=attention
 
 Cost: the layer's full (heads, H*W, H*W) weight matrix is computed once per
 image, e.g. 4 x 4096^2 float32 = 268 MB for a 1024 x 1024 Faster R-CNN input.
@@ -64,12 +72,21 @@ import sys
 
 from absl import flags
 
+from gc_detection.attention_maps import files as attention_files
+from gc_detection.attention_maps.image_attention import AttentionMapError
 from gc_detection.cli import program
-from gc_detection.od_api import attention_files
-from gc_detection.od_api import attention_model
 
 _PIPELINE_CONFIG_PATH = flags.DEFINE_string(
-    'pipeline_config_path', None, 'pipeline.config of the trained GC model.')
+    'pipeline_config_path', None, 'OD API: pipeline.config of the trained GC model.')
+_EXPERIMENT = flags.DEFINE_string(
+    'experiment', None, 'Model Garden: the registered experiment of the trained '
+    'model (its backbone must be resnet_gc); instead of --pipeline_config_path.')
+_CONFIG_FILE = flags.DEFINE_multi_string(
+    'config_file', None, 'Model Garden: YAML overrides of the experiment, as given '
+    'to official.vision.train (e.g. model_dir/params.yaml).')
+_PARAMS_OVERRIDE = flags.DEFINE_string(
+    'params_override', None, 'Model Garden: overrides after --config_file, as '
+    'official.vision.train takes them.')
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, 'Checkpoint prefix (e.g. model_dir/ckpt-12) or a '
     'directory whose latest checkpoint is used.')
@@ -94,16 +111,33 @@ _SAVE_ARRAYS = flags.DEFINE_bool(
 _COLORMAP = flags.DEFINE_string('colormap', 'jet', 'matplotlib colormap name.')
 
 
+def _model_loader():
+  """(load, compute) of the framework the flags name."""
+  if bool(_PIPELINE_CONFIG_PATH.value) == bool(_EXPERIMENT.value):
+    raise program.UsageError('give one of --pipeline_config_path (an OD API model) '
+                             'and --experiment (a Model Garden model)')
+  if _EXPERIMENT.value:
+    from gc_detection.model_garden import attention_model  # pylint: disable=g-import-not-at-top
+    return (lambda: attention_model.load_model(
+        _EXPERIMENT.value, _CHECKPOINT.value, _CONFIG_FILE.value or (),
+        _PARAMS_OVERRIDE.value)), attention_model.compute_image_attention
+  from gc_detection.od_api import attention_model  # pylint: disable=g-import-not-at-top
+  from gc_detection.od_api import attention_weights  # pylint: disable=g-import-not-at-top
+  return (lambda: attention_model.load_model(_PIPELINE_CONFIG_PATH.value,
+                                             _CHECKPOINT.value),
+          attention_weights.compute_image_attention)
+
+
 def main(argv):
   program.no_arguments(argv, hint='pass images with --images')
-  program.require('pipeline_config_path', 'checkpoint', 'images', 'output_dir')
+  program.require('checkpoint', 'images', 'output_dir')
+  load, compute = _model_loader()
   try:
     written = attention_files.run(
-        _PIPELINE_CONFIG_PATH.value, _CHECKPOINT.value, _IMAGES.value,
-        _OUTPUT_DIR.value, _POINTS.value, _TOP_DETECTIONS.value,
-        _LAYER_INDEX.value, _TENSORBOARD_DIR.value, _SAVE_ARRAYS.value,
-        _COLORMAP.value)
-  except attention_model.AttentionMapError as error:
+        load, compute, _IMAGES.value, _OUTPUT_DIR.value, _POINTS.value,
+        _TOP_DETECTIONS.value, _LAYER_INDEX.value, _TENSORBOARD_DIR.value,
+        _SAVE_ARRAYS.value, _COLORMAP.value)
+  except AttentionMapError as error:
     raise program.UsageError(str(error)) from error
   for path in written.paths:
     print(path)

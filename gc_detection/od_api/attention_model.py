@@ -13,15 +13,12 @@ import os
 import numpy as np
 
 from gc_detection import user_errors
+from gc_detection.attention_maps.image_attention import AttentionMapError
 from gc_detection.layers import checkpoint_keys
 from gc_detection.od_api import model_builder_hooks
 
 # Any size the resizer accepts: the first run creates the variables.
 _BUILD_INPUT_SHAPE = (1, 160, 160, 3)
-
-
-class AttentionMapError(user_errors.UserError, ValueError):
-  """Bad input (a flag, a file, a model or a checkpoint); says which."""
 
 
 @dataclasses.dataclass(frozen=True)

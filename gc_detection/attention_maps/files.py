@@ -10,16 +10,15 @@ import io
 import os
 import sys
 import tempfile
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from gc_detection import atomic_files
 from gc_detection.data import image_files
-from gc_detection.od_api import attention_model
-from gc_detection.od_api import attention_pictures
-from gc_detection.od_api import attention_weights
-from gc_detection.od_api.attention_model import AttentionMapError
+from gc_detection.attention_maps import image_attention
+from gc_detection.attention_maps import pictures as attention_pictures
+from gc_detection.attention_maps.image_attention import AttentionMapError
 
 
 class Written(NamedTuple):
@@ -36,7 +35,7 @@ def expand_image_paths(specs: Sequence[str]) -> List[str]:
     raise AttentionMapError(str(error)) from error
 
 
-def arrays_npz(attention: attention_weights.ImageAttention) -> bytes:
+def arrays_npz(attention: image_attention.ImageAttention) -> bytes:
   """The raw weights and queries of one image as .npz bytes (shapes: ImageAttention)."""
   buffer = io.BytesIO()
   np.savez(buffer, weights=attention.weights.astype(np.float32),
@@ -74,7 +73,7 @@ def write_summaries(tensorboard_dir: str, name: str,
   return written
 
 
-def write_image_outputs(attention: attention_weights.ImageAttention, output_dir: str,
+def write_image_outputs(attention: image_attention.ImageAttention, output_dir: str,
                         colormap: str = 'jet', save_arrays: bool = False,
                         tensorboard_dir: Optional[str] = None) -> List[str]:
   """Writes one image's PNGs (and .npz, summaries); returns the written paths.
@@ -121,8 +120,8 @@ def _check_options(output_dir, colormap, top_detections, points):
     raise AttentionMapError('no queries: give --points and/or --top_detections')
 
 
-def _image_attention(loaded, path, stem, points, top_detections, layer_index):
-  """compute_image_attention of one image file.
+def _image_attention(loaded, compute, path, stem, points, top_detections, layer_index):
+  """compute(...) of one image file.
 
   Raises ImageError or AttentionMapError with a one-line reason.
   """
@@ -130,31 +129,37 @@ def _image_attention(loaded, path, stem, points, top_detections, layer_index):
   from gc_detection import op_errors  # pylint: disable=g-import-not-at-top
   image = image_files.load_image(path)
   try:
-    return attention_weights.compute_image_attention(
-        loaded, image, stem, points, top_detections, layer_index)
+    return compute(loaded, image, stem, points, top_detections, layer_index)
   except tf.errors.OpError as error:
     raise image_files.ImageError(op_errors.model_failure(error, image.shape)) from error
 
 
-def run(pipeline_config_path: str, checkpoint: str, images: Sequence[str],
-        output_dir: str, points_text: Optional[str] = None, top_detections: int = 0,
-        layer_index: int = 0, tensorboard_dir: Optional[str] = None,
-        save_arrays: bool = False, colormap: str = 'jet') -> Written:
+def run(load: Callable[[], Any], compute: Callable[..., image_attention.ImageAttention],
+        images: Sequence[str], output_dir: str, points_text: Optional[str] = None,
+        top_detections: int = 0, layer_index: int = 0,
+        tensorboard_dir: Optional[str] = None, save_arrays: bool = False,
+        colormap: str = 'jet') -> Written:
   """Draws the attention of every image's queries; the command without flags.
+
+  Args:
+    load: () -> the restored model (anything with `.layer`, the module), called
+      once the options and images are checked.
+    compute: (loaded, image (H0, W0, 3) uint8, name, points, top_detections,
+      layer_index) -> ImageAttention, the adapter's.
 
   Raises AttentionMapError for a wrong option, image list, config or
   checkpoint. An image that cannot be read or run is reported on stderr and
   skipped; the others are still drawn.
   """
-  points = attention_weights.parse_points(points_text)
+  points = image_attention.parse_points(points_text)
   _check_options(output_dir, colormap, top_detections, points)
   paths = expand_image_paths(images)
-  loaded = attention_model.load_model(pipeline_config_path, checkpoint)
-  attention_weights.check_layer_index(loaded.layer, layer_index)
+  loaded = load()
+  image_attention.check_layer_index(loaded.layer, layer_index)
   written, skipped = [], []
   for path, stem in zip(paths, image_files.distinct_stems(paths)):
     try:
-      attention = _image_attention(loaded, path, stem, points, top_detections,
+      attention = _image_attention(loaded, compute, path, stem, points, top_detections,
                                    layer_index)
     except (image_files.ImageError, AttentionMapError) as error:
       skipped.append(_skip(path, str(error)))

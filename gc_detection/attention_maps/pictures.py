@@ -1,22 +1,22 @@
 """Pictures of an ImageAttention: weight grids coloured and blended over the image.
 
-Each panel is the image as the model saw it (resized by the pipeline's
-image_resizer; the padding the resizer adds is cropped away), with a query's
+Each panel is the image as the model saw it (resized by the model's input
+pipeline; the padding it adds is cropped away), with a query's
 weights over the feature grid upsampled (bilinear, one feature cell =
 `stride` resized pixels), coloured with a matplotlib colormap scaled from 0
 to the panel's largest weight, and blended over the picture. The white circle
 is the query point, the white square its feature cell, a dashed box the
-detection it came from. A panel's title gives the peak weight as a multiple
+detection it came from (detectors only). A panel's title gives the peak weight as a multiple
 of the uniform weight 1/(H*W) and, when the resizer padded the image, the
-share of the weight that fell on the image. Nothing here depends on the OD
-API; the functions return PNG bytes and write no file.
+share of the weight that fell on the image. Nothing here depends on a
+framework; the functions return PNG bytes and write no file.
 """
 import io
 from typing import Optional, Tuple
 
 import numpy as np
 
-from gc_detection.od_api.attention_weights import ImageAttention
+from gc_detection.attention_maps.image_attention import ImageAttention
 
 OVERLAY_ALPHA = 0.5
 
