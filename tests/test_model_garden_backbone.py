@@ -222,3 +222,13 @@ def test_the_models_l2_regularizer_reaches_the_module():
   expected = sum(weight_decay / 2 * np.sum(np.float64(w.numpy()) ** 2)
                  for name, w in module.layer_weights(0).items() if name.endswith('kernel'))
   np.testing.assert_allclose(float(tf.add_n(module.losses)), expected, rtol=1e-5)
+
+
+def test_tensorflow_datasets_imports_with_the_pinned_protobuf():
+  # tensorflow-metadata 1.21 (protobuf >= 5 only) broke this on the tf215 stack,
+  # and with it official.vision's TFDS input path.
+  result = run_python('import tensorflow_datasets as tfds\n'
+                      'from official.vision.dataloaders import tfds_factory\n'
+                      'print(tfds.__version__)\n')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'runtime_version' not in result.stderr
