@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: runs every benchmark, each rewriting its own
-# section. About two and a half hours on an idle 2-core machine; run nothing
-# else meanwhile.
+# section, which records its wall time (together a few hours on an idle
+# 2-core machine); run nothing else meanwhile.
 # Extra arguments go to end_to_end.py, e.g. --pairs=retinanet_r50 --sizes=640
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
@@ -13,6 +13,10 @@ run_without_tf_noise "$VENV_PYTHON" benchmarks/end_to_end.py --markdown=BENCHMAR
 log "far-cue benchmark (about 40 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue.py --markdown=BENCHMARKS.md \
   --plot=benchmarks/figures/far_cue_ap_vs_step.png
+log "far-cue segmentation benchmark (Model Garden)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue_segmentation.py --markdown=BENCHMARKS.md \
+  --plot=benchmarks/figures/far_cue_segmentation_miou_vs_step.png \
+  --pictures=benchmarks/figures/far_cue_segmentation_masks.png
 log "crash-resume benchmark (about 25 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/crash_resume.py --trials=5 --markdown=BENCHMARKS.md
 log "BENCHMARKS.md regenerated"
