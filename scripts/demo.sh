@@ -48,10 +48,6 @@ quietly() {
   fi
 }
 
-started=$SECONDS
-elapsed() { printf '%d:%02d' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
-step() { log "[$(elapsed)] $*"; }
-
 cd "$REPO_ROOT"
 step "1/7 set-up"
 bash scripts/setup.sh

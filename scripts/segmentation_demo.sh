@@ -40,10 +40,6 @@ fi
 overrides=""
 [ -n "$num_steps" ] && overrides="--params_override=trainer.train_steps=$num_steps"
 
-started=$SECONDS
-elapsed() { printf '%d:%02d' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
-step() { log "[$(elapsed)] $*"; }
-
 cd "$REPO_ROOT"
 step "1/5 set-up"
 bash scripts/setup.sh
@@ -63,7 +59,7 @@ mkdir -p "$model_dir"
 if ! run_without_tf_noise "$VENV_PYTHON" -m official.vision.train "--experiment=$experiment" \
     --mode=train_and_eval "--model_dir=$model_dir" ${overrides:+"$overrides"} 2>&1 |
     tee "$model_dir/train.log" |
-    awk '/^[IWE][0-9][0-9][0-9][0-9] / { next }  # absl's copy of each line
+    awk '/^[IWE][0-9][0-9][0-9][0-9] / { next }  # the absl-prefixed copy of each line
          /train \| step:|eval \| step:|'"'"'mIoU'"'"'|Error/ { print; fflush() }'; then
   echo "segmentation_demo.sh: training failed; see $model_dir/train.log" >&2
   exit 1

@@ -67,3 +67,19 @@ def test_importing_gc_detection_does_not_import_tensorflow():
   result = run_python('import sys, gc_detection; print("tensorflow" in sys.modules)')
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == 'False'
+
+
+def test_every_script_parses_and_answers_help():
+  # bash reads a script as it runs, so a quoting slip shows only when the run
+  # reaches it (after an hour of training, for the demos); parse them all now.
+  scripts = sorted(name for name in os.listdir(os.path.join(REPO_ROOT, 'scripts'))
+                   if name.endswith('.sh'))
+  assert {'demo.sh', 'segmentation_demo.sh', 'train.sh', 'test.sh'} <= set(scripts)
+  for name in scripts + [os.path.join('lib', n) for n in ('common.sh', 'flags.sh')]:
+    parsed = subprocess.run(['bash', '-n', os.path.join(REPO_ROOT, 'scripts', name)],
+                            capture_output=True, text=True)
+    assert parsed.returncode == 0, f'{name}: {parsed.stderr}'
+  for name in ('demo.sh', 'segmentation_demo.sh'):
+    shown = subprocess.run(['bash', os.path.join(REPO_ROOT, 'scripts', name), '--help'],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and 'Flags:' in shown.stdout, (name, shown.stderr)

@@ -40,3 +40,9 @@ requirements_section() {
 }
 
 log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*"; }
+
+# Progress lines of the long scripts, with the time since the script started:
+# step "2/5 dataset" prints [<script>] [m:ss] 2/5 dataset.
+script_started=$SECONDS
+elapsed() { printf '%d:%02d' $(((SECONDS - script_started) / 60)) $(((SECONDS - script_started) % 60)); }
+step() { log "[$(elapsed)] $*"; }
