@@ -42,6 +42,7 @@ from absl import flags
 
 # benchmarks/ is on sys.path when run as a script.
 import markdown_report
+import step_plots
 from gc_detection.reports.markdown import markdown_table
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,32 +144,8 @@ def validation_curve(model_dir, num_classes):
 
 def plot(results, path, title):
   """mIoU against step: one thin line per run, the mean over seeds bold."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
-
-  figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=110)
-  colours = {'stock': 'tab:blue', 'gc': 'tab:red'}
-  for model in MODELS:
-    runs = [run for run in results if run['model'] == model]
-    for run in runs:
-      axes.plot([m['step'] for m in run['curve']], [m['mIoU'] for m in run['curve']],
-                color=colours[model], alpha=0.35, linewidth=1)
-    steps = [m['step'] for m in runs[0]['curve']]
-    mean = [statistics.mean(run['curve'][i]['mIoU'] for run in runs)
-            for i in range(len(steps))]
-    axes.plot(steps, mean, color=colours[model], linewidth=2.5,
-              label=f'{LABELS[model]} (mean of {len(runs)} seed(s))')
-  axes.set_xlabel('training step')
-  axes.set_ylabel('mIoU (%) on held-out strips')
-  axes.set_title(title, fontsize=10)
-  axes.grid(alpha=0.3)
-  axes.legend()
-  figure.tight_layout()
-  atomic_files.write_atomically(path, lambda temporary: figure.savefig(temporary,
-                                                                        format='png'))
-  pyplot.close(figure)
+  step_plots.plot_runs(results, path, title, LABELS, 'curve', 'mIoU',
+                       'mIoU (%) on held-out strips')
 
 
 def report(results, settings, wall_seconds, plot_path, pictures_path):
