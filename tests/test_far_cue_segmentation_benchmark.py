@@ -59,3 +59,12 @@ def test_the_quick_benchmark_trains_both_models_and_reports_their_scores(tmp_pat
   assert masks.shape[1] == spec.width
   # 4 strips x 4 rows (image, truth, stock, GC), with white gaps between them.
   assert masks.shape[0] >= 16 * spec.height
+  # --report_only rebuilds the same section from results.json and run.json.
+  again = tmp_path / 'AGAIN.md'
+  again.write_text('# Benchmarks\n')
+  result = subprocess.run(
+      [sys.executable, BENCHMARK, '--report_only', f'--work_dir={tmp_path / "work"}',
+       f'--markdown={again}', f'--plot={plot}', f'--pictures={pictures}'],
+      capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert again.read_text().replace('--report_only', '--quick') == text
