@@ -40,6 +40,7 @@ from absl import app
 from absl import flags
 
 # benchmarks/ is on sys.path when run as a script.
+import harness
 import markdown_report
 import step_plots
 from gc_detection.reports.markdown import markdown_table
@@ -283,12 +284,7 @@ def main(argv):
   from gc_detection.data import far_cue_scenes  # pylint: disable=g-import-not-at-top
 
   if values.report_only:
-    if not values.work_dir:
-      sys.exit('--report_only needs the --work_dir of an earlier run')
-    with open(os.path.join(values.work_dir, 'results.json')) as results_file:
-      results = json.load(results_file)
-    with open(os.path.join(values.work_dir, 'run.json')) as run_file:
-      run_info = json.load(run_file)
+    results, run_settings, wall_seconds = harness.earlier_run(values.work_dir)
     data_dir, _ = read_configs()
     for run in results:  # runs made before the attention shares were measured
       if run['model'] == 'gc' and 'attention' not in run:
@@ -297,7 +293,7 @@ def main(argv):
             values.work_dir)
     atomic_files.write_text(os.path.join(values.work_dir, 'results.json'),
                             json.dumps(results, indent=2))
-    _write_report(results, run_info['settings'], run_info['wall_seconds'], values)
+    _write_report(results, run_settings, wall_seconds, values)
     return
   data_dir, config_settings = read_configs()
   if os.path.isabs(data_dir):

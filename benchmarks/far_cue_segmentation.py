@@ -41,6 +41,7 @@ from absl import app
 from absl import flags
 
 # benchmarks/ is on sys.path when run as a script.
+import harness
 import markdown_report
 import step_plots
 from gc_detection.reports.markdown import markdown_table
@@ -238,13 +239,7 @@ def main(argv):
   from gc_detection.data import far_cue_strips  # pylint: disable=g-import-not-at-top
 
   if values.report_only:
-    if not values.work_dir:
-      sys.exit('--report_only needs the --work_dir of an earlier run')
-    with open(os.path.join(values.work_dir, 'results.json')) as results_file:
-      results = json.load(results_file)
-    with open(os.path.join(values.work_dir, 'run.json')) as run_file:
-      run_info = json.load(run_file)
-    _write_outputs(results, run_info['settings'], run_info['wall_seconds'], values)
+    _write_outputs(*harness.earlier_run(values.work_dir), values)
     return
   settings = experiment_settings()
   data_dir = os.path.dirname(settings['train_path'])

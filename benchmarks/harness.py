@@ -194,3 +194,18 @@ def profiled_flops(function, *specs, op_types=None):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return graph_flops(tf.function(function).get_concrete_function(*specs).graph,
                      op_types)
+
+
+def earlier_run(work_dir):
+  """(results, settings, wall_seconds) a benchmark saved in work_dir
+  (results.json and run.json), for --report_only; exits naming what is missing."""
+  import os  # pylint: disable=g-import-not-at-top
+  if not work_dir:
+    sys.exit('--report_only needs the --work_dir of an earlier run')
+  paths = [os.path.join(work_dir, name) for name in ('results.json', 'run.json')]
+  for path in paths:
+    if not os.path.isfile(path):
+      sys.exit(f'--report_only: {path} is missing (not the work_dir of a finished run?)')
+  with open(paths[0]) as results_file, open(paths[1]) as run_file:
+    run_info = json.load(run_file)
+    return json.load(results_file), run_info['settings'], run_info['wall_seconds']
