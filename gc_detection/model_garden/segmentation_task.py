@@ -37,10 +37,9 @@ class SegmentationTask(stock.SemanticSegmentationTask):
   def build_metrics(self, training=True):
     metrics = super().build_metrics(training)
     if not training:
-      stock_metric = self.iou_metric
       self.iou_metric = segmentation_scores.SegmentationScores(
-          name=stock_metric.name, num_classes=self.task_config.model.num_classes,
-          rescale_predictions=stock_metric._rescale_predictions,  # pylint: disable=protected-access
+          name=self.iou_metric.name, num_classes=self.task_config.model.num_classes,
+          rescale_predictions=not self.task_config.validation_data.resize_eval_groundtruth,
           dtype=tf.float32)
     return metrics
 
