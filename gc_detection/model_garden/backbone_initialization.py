@@ -168,3 +168,17 @@ def initialize_model(model, checkpoint, modules):
     status.expect_partial().assert_existing_objects_matched()
   logging.info('Finished loading pretrained checkpoint from %s (%s)', path,
                ', '.join(modules))
+
+
+class TaskInitialization:
+  """official.vision Task mixin: `initialize` through initialize_model.
+
+  Put it before the stock task class in the bases; every gc_detection task of
+  Model Garden reads its init_checkpoint this way.
+  """
+
+  def initialize(self, model):
+    if not self.task_config.init_checkpoint:
+      return
+    initialize_model(model, self.task_config.init_checkpoint,
+                     self.task_config.init_checkpoint_modules)

@@ -48,24 +48,13 @@ class MaskRCNNTaskConfig(maskrcnn_config.MaskRCNNTask):
   model: MaskRCNNModel = dataclasses.field(default_factory=MaskRCNNModel)
 
 
-class _BackboneInitialization:
-  """Task mixin: init_checkpoint read by gc_detection (resnet_gc-aware)."""
-
-  def initialize(self, model):
-    if not self.task_config.init_checkpoint:
-      return
-    backbone_initialization.initialize_model(
-        model, self.task_config.init_checkpoint,
-        self.task_config.init_checkpoint_modules)
-
-
 @task_factory.register_task_cls(RetinaNetTaskConfig)
-class RetinaNetTask(_BackboneInitialization, retinanet_task.RetinaNetTask):
+class RetinaNetTask(backbone_initialization.TaskInitialization, retinanet_task.RetinaNetTask):
   """official.vision's RetinaNet task with a resnet_gc-aware initialize."""
 
 
 @task_factory.register_task_cls(MaskRCNNTaskConfig)
-class MaskRCNNTask(_BackboneInitialization, maskrcnn_task.MaskRCNNTask):
+class MaskRCNNTask(backbone_initialization.TaskInitialization, maskrcnn_task.MaskRCNNTask):
   """official.vision's Mask R-CNN task with a resnet_gc-aware initialize."""
 
 

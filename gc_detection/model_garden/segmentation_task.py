@@ -20,19 +20,14 @@ from gc_detection.model_garden import segmentation_scores
 
 
 @task_factory.register_task_cls(segmentation_config.SegmentationTask)
-class SegmentationTask(stock.SemanticSegmentationTask):
+class SegmentationTask(backbone_initialization.TaskInitialization,
+                       stock.SemanticSegmentationTask):
   """official.vision's semantic segmentation with resnet_gc and the paper's metrics."""
 
   def build_model(self):
     if self.task_config.seed is not None:
       tf.keras.utils.set_random_seed(self.task_config.seed)
     return super().build_model()
-
-  def initialize(self, model):
-    if not self.task_config.init_checkpoint:
-      return
-    backbone_initialization.initialize_model(model, self.task_config.init_checkpoint,
-                     self.task_config.init_checkpoint_modules)
 
   def build_metrics(self, training=True):
     metrics = super().build_metrics(training)
