@@ -7,6 +7,7 @@ is atomic within one file system. On any error the temporary file is removed
 and the destination is left as it was.
 """
 import os
+import shutil
 
 
 def write_atomically(path, write):
@@ -42,3 +43,31 @@ def write_text(path, text):
     with open(temporary, 'w') as out:
       out.write(text)
   write_atomically(path, write)
+
+
+def write_directory_atomically(path, write):
+  """Calls write(temporary_directory), then renames it to path.
+
+  Args:
+    path: the destination directory; it must not exist, or be empty.
+    write: a function that fills the (new, empty) directory it is given.
+  Raises:
+    FileExistsError: path exists and is not an empty directory (nothing is
+      written).
+  """
+  path = os.path.abspath(path)
+  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    raise FileExistsError(f'{path} exists and is not an empty directory; choose a '
+                          'new one or remove it')
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  temporary = os.path.join(parent, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+  shutil.rmtree(temporary, ignore_errors=True)
+  os.makedirs(temporary)
+  try:
+    write(temporary)
+    if os.path.isdir(path):
+      os.rmdir(path)
+    os.replace(temporary, path)
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)

@@ -1,10 +1,8 @@
 """COCO panoptic -> semantic TFRecords, read back by Model Garden's own decoder.
 
-A tiny dataset in COCO's panoptic format is generated here (JPEGs, panoptic
-PNGs whose segment ids use all three channels, things, crowd things, stuff
-with non-contiguous ids, void and unlisted pixels, categories not sorted by
-id); the expected label maps are computed from the generated segment ids with
-the class table below, written out by hand.
+A tiny dataset in COCO's panoptic format is generated
+(tests/coco_panoptic_files.py); the expected label maps are computed from the
+generated segment ids with the class table below, written out by hand.
 """
 import glob
 import json
@@ -12,55 +10,18 @@ import os
 
 import numpy as np
 from official.vision.dataloaders import segmentation_input
-from PIL import Image
 import pytest
 import tensorflow as tf
 
+import coco_panoptic_files
 import conftest
 from gc_detection.data import coco_semantic
 
-CATEGORIES = [  # things and stuff mixed, not in id order
-    {'id': 12, 'name': 'grass', 'isthing': 0, 'supercategory': 'plant'},
-    {'id': 3, 'name': 'car', 'isthing': 1, 'supercategory': 'vehicle'},
-    {'id': 7, 'name': 'sky', 'isthing': 0, 'supercategory': 'sky'},
-    {'id': 1, 'name': 'person', 'isthing': 1, 'supercategory': 'person'},
-    {'id': 9, 'name': 'wall', 'isthing': 0, 'supercategory': 'wall'},
-]
 # 0: things; the stuff ids 7 < 9 < 12 become 1, 2, 3.
 EXPECTED_CLASS = {1: 0, 3: 0, 7: 1, 9: 2, 12: 3}
 EXPECTED_CLASSES_JSON = {'num_classes': 4, 'names': ['things', 'sky', 'wall', 'grass'],
                          'category_ids': [None, 7, 9, 12]}
-# (height, width) and the (category_id, iscrowd) of the segments, painted in order.
-IMAGES = [
-    ((40, 56), [(7, 0), (12, 0), (1, 0), (3, 1)]),
-    ((56, 40), [(9, 0), (7, 0), (3, 0), (1, 1), (1, 0)]),
-    ((40, 56), [(12, 0), (9, 0), (3, 0)]),
-]
 MODULE = 'gc_detection.cli.prepare_coco_semantic'
-
-
-def _paint_segments(rng, shape, segment_categories):
-  """(int (H, W) segment ids, segments_info): random boxes, void and unlisted ids."""
-  height, width = shape
-  ids = np.zeros(shape, np.int64)
-  segments = []
-  for category_id, iscrowd in segment_categories:
-    segment_id = int(rng.integers(1, 256 ** 3))  # uses R, G and B
-    top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
-    bottom = top + rng.integers(height // 4, height - top + 1)
-    right = left + rng.integers(width // 4, width - left + 1)
-    ids[top:bottom, left:right] = segment_id
-    segments.append({'id': segment_id, 'category_id': category_id, 'iscrowd': iscrowd,
-                     'bbox': [int(left), int(top), int(right - left), int(bottom - top)],
-                     'area': int((bottom - top) * (right - left))})
-  ids[:3, :5] = 123457  # an id no segment lists
-  ids[-4:, -6:] = 0  # void
-  return ids, segments
-
-
-def _panoptic_rgb(ids):
-  """The uint8 (H, W, 3) panoptic PNG pixels of int (H, W) segment ids."""
-  return np.stack([ids % 256, ids // 256 % 256, ids // 256 ** 2], axis=-1).astype(np.uint8)
 
 
 def _expected_labels(ids, segments):
@@ -68,34 +29,6 @@ def _expected_labels(ids, segments):
   for segment in segments:
     expected[ids == segment['id']] = EXPECTED_CLASS[segment['category_id']]
   return expected
-
-
-def _write_dataset(root, images=IMAGES, seed=0):
-  """Writes root/{val2017, panoptic_val2017, panoptic_val2017.json}.
-
-  Returns (paths dict, [(image info, int (H, W) segment ids, segments_info)]).
-  """
-  rng = np.random.default_rng(seed)
-  paths = {'images': root / 'val2017', 'masks': root / 'panoptic_val2017',
-           'json': root / 'panoptic_val2017.json'}
-  paths['images'].mkdir(parents=True)
-  paths['masks'].mkdir()
-  panoptic = {'images': [], 'annotations': [], 'categories': CATEGORIES}
-  generated = []
-  for image_id, (shape, segment_categories) in zip((139, 42, 785), images):
-    info = {'id': image_id, 'file_name': f'{image_id:012d}.jpg',
-            'height': shape[0], 'width': shape[1]}
-    pixels = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
-    Image.fromarray(pixels).save(paths['images'] / info['file_name'], quality=90)
-    ids, segments = _paint_segments(rng, shape, segment_categories)
-    png_name = f'{image_id:012d}.png'
-    Image.fromarray(_panoptic_rgb(ids)).save(paths['masks'] / png_name)
-    panoptic['images'].append(info)
-    panoptic['annotations'].append({'image_id': image_id, 'file_name': png_name,
-                                    'segments_info': segments})
-    generated.append((info, ids, segments))
-  paths['json'].write_text(json.dumps(panoptic))
-  return paths, generated
 
 
 def _command(paths, output_dir, *extra):
@@ -119,7 +52,7 @@ def _bytes_feature(example, key):
 
 
 def test_the_shards_hold_what_model_gardens_decoder_reads(tmp_path):
-  paths, generated = _write_dataset(tmp_path)
+  paths, generated = coco_panoptic_files.write_dataset(tmp_path)
   output_dir = tmp_path / 'coco_semantic'
   result = conftest.run_python(_command(paths, output_dir, '--num_shards=2'))
   assert result.returncode == 0, result.stderr[-2000:]
@@ -148,7 +81,7 @@ def test_the_shards_hold_what_model_gardens_decoder_reads(tmp_path):
 
 
 def test_a_missing_masks_dir_names_the_flag(tmp_path):
-  paths, _ = _write_dataset(tmp_path)
+  paths, _ = coco_panoptic_files.write_dataset(tmp_path)
   missing = tmp_path / 'no_such_masks'
   command = _command(paths, tmp_path / 'out')
   command[command.index(f'--panoptic_masks_dir={paths["masks"]}')] = (
@@ -161,7 +94,7 @@ def test_a_missing_masks_dir_names_the_flag(tmp_path):
 
 
 def test_an_unknown_category_names_the_png_and_segment(tmp_path):
-  paths, _ = _write_dataset(tmp_path)
+  paths, _ = coco_panoptic_files.write_dataset(tmp_path)
   panoptic = json.loads(paths['json'].read_text())
   bad_segment = panoptic['annotations'][1]['segments_info'][2]
   bad_segment['category_id'] = 99
@@ -177,7 +110,7 @@ def test_an_unknown_category_names_the_png_and_segment(tmp_path):
 
 
 def test_max_images_fewer_shards_and_stale_shards(tmp_path):
-  paths, generated = _write_dataset(tmp_path)
+  paths, generated = coco_panoptic_files.write_dataset(tmp_path)
   output_dir = tmp_path / 'out'
   output_dir.mkdir()
   (output_dir / 'train-00004-of-00032.tfrecord').write_bytes(b'an earlier run')
@@ -193,7 +126,7 @@ def test_max_images_fewer_shards_and_stale_shards(tmp_path):
 
 
 def test_a_failing_image_leaves_no_partial_shard(tmp_path):
-  paths, generated = _write_dataset(tmp_path)
+  paths, generated = coco_panoptic_files.write_dataset(tmp_path)
   missing_png = paths['masks'] / f'{generated[1][0]["id"]:012d}.png'
   missing_png.unlink()
   output_dir = tmp_path / 'out'

@@ -129,7 +129,7 @@ def semantic_labels(panoptic_rgb, segments_info, category_to_class, source='pano
   return classes[inverse].reshape(np.shape(panoptic_rgb)[:2])
 
 
-def _read_panoptic_png(path):
+def read_panoptic_png(path):
   """The uint8 (H, W, 3) pixels of the panoptic PNG at path."""
   try:
     with Image.open(path) as image:
@@ -141,7 +141,7 @@ def _read_panoptic_png(path):
   return pixels
 
 
-def _read_image(path):
+def read_image(path):
   """(bytes, format, (H, W)) of the image file at path, its bytes unchanged."""
   try:
     with open(path, 'rb') as source:
@@ -156,8 +156,8 @@ def labelled_image(image_info, annotation, image_dir, masks_dir, category_to_cla
   """(image bytes, format, uint8 (H, W) labels) of one JSON image and its annotation."""
   image_path = os.path.join(image_dir, image_info['file_name'])
   png_path = os.path.join(masks_dir, annotation['file_name'])
-  encoded, image_format, size = _read_image(image_path)
-  panoptic_rgb = _read_panoptic_png(png_path)
+  encoded, image_format, size = read_image(image_path)
+  panoptic_rgb = read_panoptic_png(png_path)
   if panoptic_rgb.shape[:2] != size:
     raise PanopticFormatError(f'{png_path} is {panoptic_rgb.shape[:2]} (H, W) but '
                               f'{image_path} is {size}')
@@ -175,7 +175,7 @@ def to_tf_example(image_info, encoded, image_format, labels):
       filename=image_info['file_name'])
 
 
-def _images_to_convert(panoptic, path, masks_dir, category_to_class, max_images):
+def images_to_convert(panoptic, path, masks_dir, category_to_class, max_images):
   """[(image info, annotation)] in the JSON's image order, checked."""
   annotations = {annotation['image_id']: annotation
                  for annotation in panoptic['annotations']}
@@ -194,46 +194,60 @@ def _images_to_convert(panoptic, path, masks_dir, category_to_class, max_images)
   return pairs
 
 
-def _examples(pairs, image_dir, masks_dir, category_to_class, split, progress_every):
-  """Yields each (image info, annotation)'s tf.train.Example; counts on stderr."""
-  for count, (image_info, annotation) in enumerate(pairs, start=1):
-    labelled = labelled_image(image_info, annotation, image_dir, masks_dir,
-                              category_to_class)
-    if count % progress_every == 0 or count == len(pairs):
-      print(f'{split}: {count}/{len(pairs)} images', file=sys.stderr, flush=True)
-    yield to_tf_example(image_info, *labelled)
+def write_shards(pairs, make_example, output_dir, split, num_shards, progress_every):
+  """Writes make_example(image info, annotation) of every pair into shards.
 
+  The examples go, in the pairs' order, in contiguous runs to min(num_shards,
+  number of pairs) shards `<output_dir>/<split>-0000i-of-000NN.tfrecord`.
+  Shards of the split with another shard count (an earlier run's) are removed
+  once every new shard is written, so that `<split>-*.tfrecord` matches this
+  run's only. A line on stderr every progress_every images tells the progress.
 
-def write_split(annotations_file, masks_dir, image_dir, output_dir, split, num_shards,
-                max_images=None, progress_every=500):
-  """Writes one split's shards and classes.json; returns a summary dict.
-
-  The images go, in the JSON's order, in contiguous runs to min(num_shards,
-  number of images) shards. Shards of the split with another shard count
-  (an earlier run's) are removed once every new shard is written, so that
-  `<split>-*.tfrecord` matches this run's only. A line on stderr every
-  progress_every images tells the progress.
+  Returns:
+    (the shard paths, the removed paths).
   """
-  panoptic = load_panoptic(annotations_file)
-  category_to_class, classes = label_space(panoptic['categories'], annotations_file)
-  pairs = _images_to_convert(panoptic, annotations_file, masks_dir, category_to_class,
-                             max_images)
   num_shards = min(num_shards, len(pairs))
   paths = [os.path.join(output_dir, _SHARD_PATTERN.format(split=split, index=index,
                                                           count=num_shards))
            for index in range(num_shards)]
+  # Lazy: the commands report wrong flags before TensorFlow's seconds of import.
   from gc_detection.data import segmentation_records  # pylint: disable=g-import-not-at-top
-  examples = _examples(pairs, image_dir, masks_dir, category_to_class, split,
-                       progress_every)
+
+  def examples():
+    for count, (image_info, annotation) in enumerate(pairs, start=1):
+      example = make_example(image_info, annotation)
+      if count % progress_every == 0 or count == len(pairs):
+        print(f'{split}: {count}/{len(pairs)} images', file=sys.stderr, flush=True)
+      yield example
+
+  stream = examples()
   for index, path in enumerate(paths):
     shard_size = ((index + 1) * len(pairs) // num_shards
                   - index * len(pairs) // num_shards)
-    segmentation_records.write_records(path, itertools.islice(examples, shard_size))
+    segmentation_records.write_records(path, itertools.islice(stream, shard_size))
   stale = sorted(set(glob.glob(os.path.join(glob.escape(output_dir),
                                             f'{split}-[0-9]*-of-[0-9]*.tfrecord')))
                  - set(paths))
   for path in stale:
     os.remove(path)
+  return paths, stale
+
+
+def write_split(annotations_file, masks_dir, image_dir, output_dir, split, num_shards,
+                max_images=None, progress_every=500):
+  """Writes one split's shards (write_shards) and classes.json; returns a summary dict."""
+  panoptic = load_panoptic(annotations_file)
+  category_to_class, classes = label_space(panoptic['categories'], annotations_file)
+  pairs = images_to_convert(panoptic, annotations_file, masks_dir, category_to_class,
+                            max_images)
+
+  def make_example(image_info, annotation):
+    labelled = labelled_image(image_info, annotation, image_dir, masks_dir,
+                              category_to_class)
+    return to_tf_example(image_info, *labelled)
+
+  paths, stale = write_shards(pairs, make_example, output_dir, split, num_shards,
+                              progress_every)
   classes_file = os.path.join(output_dir, CLASSES_FILE)
   atomic_files.write_text(classes_file, json.dumps(classes, indent=1) + '\n')
   return {'num_images': len(pairs), 'shards': paths, 'removed': stale,

@@ -43,6 +43,8 @@ class StripSpec:
     min_radius, max_radius: disk radius range (every class alike).
     max_disks: 1..max_disks disks per strip, all of the strip's scene.
     min_cue_distance: px between the band and the nearest disk pixel.
+    ground_height: bottom rows kept free of disks (for the ground of
+      gc_detection.data.far_cue_panoptic; 0 here).
   """
   height: int = 64
   width: int = 448
@@ -51,6 +53,7 @@ class StripSpec:
   max_radius: int = 16
   max_disks: int = 4
   min_cue_distance: int = SEGMENTATION_RECEPTIVE_FIELD // 2 + 1
+  ground_height: int = 0
 
   def disk_zone(self):
     """Width of the zone (at the end away from the band) disks lie in."""
@@ -61,8 +64,9 @@ class StripSpec:
     if not 0 < self.min_radius <= self.max_radius:
       raise ValueError(f'min_radius, max_radius: need 0 < {self.min_radius} <= '
                        f'{self.max_radius}')
-    if self.height < 2 * self.max_radius + 1:
-      raise ValueError(f'height: {self.height} px cannot hold a disk of radius '
+    if self.height - self.ground_height < 2 * self.max_radius + 1:
+      raise ValueError(f'height: {self.height} px (less ground_height '
+                       f'{self.ground_height}) cannot hold a disk of radius '
                        f'{self.max_radius}')
     if self.disk_zone() < 2 * self.max_radius + 1:
       raise ValueError(
@@ -75,9 +79,12 @@ class StripSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Strip:
-  """image: uint8 (height, width, 3); labels: uint8 (height, width) class ids."""
+  """image: uint8 (height, width, 3); labels: uint8 (height, width) class ids;
+  instances: uint8 (height, width), 1..n for the visible pixels of disk n
+  (disks drawn later cover earlier ones), 0 elsewhere."""
   image: np.ndarray
   labels: np.ndarray
+  instances: np.ndarray
   scene: int
   cue_side: str
   name: str
@@ -95,17 +102,18 @@ def _draw_band(image, labels, rng, scene, columns):
   labels[:, columns] = CLASS_NAMES.index(cue)
 
 
-def _draw_disks(image, labels, rng, spec, scene, cue_side):
+def _draw_disks(image, labels, instances, rng, spec, scene, cue_side):
   disk_class = CLASS_NAMES.index(SCENES[scene][1])
   rows, cols = np.mgrid[:spec.height, :spec.width]
-  for _ in range(int(rng.integers(1, spec.max_disks + 1))):
+  for number in range(1, int(rng.integers(1, spec.max_disks + 1)) + 1):
     radius = int(rng.integers(spec.min_radius, spec.max_radius + 1))
     from_far_end = int(rng.integers(radius, spec.disk_zone() - radius))
     centre_x = spec.width - 1 - from_far_end if cue_side == 'left' else from_far_end
-    centre_y = int(rng.integers(radius, spec.height - radius))
+    centre_y = int(rng.integers(radius, spec.height - spec.ground_height - radius))
     disk = (rows - centre_y) ** 2 + (cols - centre_x) ** 2 <= radius ** 2
     image[disk] = far_cue_scenes.OBJECT_COLOUR
     labels[disk] = disk_class
+    instances[disk] = number
 
 
 def generate_strip(rng, spec, name):
@@ -115,11 +123,12 @@ def generate_strip(rng, spec, name):
   image = rng.integers(*far_cue_scenes.BACKGROUND_RANGE,
                        size=(spec.height, spec.width, 3)).astype(np.int16)
   labels = np.zeros((spec.height, spec.width), np.uint8)
+  instances = np.zeros((spec.height, spec.width), np.uint8)
   columns = (slice(0, spec.cue_width) if cue_side == 'left'
              else slice(spec.width - spec.cue_width, spec.width))
   _draw_band(image, labels, rng, scene, columns)
-  _draw_disks(image, labels, rng, spec, scene, cue_side)
-  return Strip(image.astype(np.uint8), labels, scene, cue_side, name)
+  _draw_disks(image, labels, instances, rng, spec, scene, cue_side)
+  return Strip(image.astype(np.uint8), labels, instances, scene, cue_side, name)
 
 
 def generate(seed, count, spec=StripSpec(), prefix='far_cue'):
