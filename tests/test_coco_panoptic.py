@@ -96,3 +96,4 @@ def test_more_instances_than_uint8_ids_are_refused_naming_the_png():
   with pytest.raises(coco_semantic.PanopticFormatError, match=r'x\.png: more than 255'):
     coco_panoptic.panoptic_masks(coco_panoptic_files.panoptic_rgb(ids), segments,
                                  {1: 1, 7: 2}, num_thing_classes=1, source='x.png')
+

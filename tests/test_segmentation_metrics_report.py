@@ -1,4 +1,4 @@
-"""`tabulate_evaluator_metrics --metrics=segmentation`: the paper's Table 4 columns.
+"""`tabulate_evaluator_metrics --metrics=segmentation|panoptic`: the paper's Table 4 and 5 columns.
 
 Event files are written as Model Garden's trainer writes its validation
 summaries (TF2 tensor summaries in MODEL_DIR/validation, fractions), with
@@ -106,3 +106,22 @@ def test_stock_task_summaries_only_name_the_fix(tmp_path):
   assert str(error.value).startswith(f"{stock}: the validation event files of run 'stock' hold no "
                             'segmentation metrics (mIoU); train an experiment of '
                             'gc_detection.model_garden.segmentation_experiments')
+
+
+def test_panoptic_table_has_the_columns_of_table_5(tmp_path):
+  baseline, gc = tmp_path / 'baseline', tmp_path / 'gc'
+  # The task's summaries: the five columns, the rest of its scores and COCO AP.
+  extra = {'SQ_th': .8, 'RQ_th': .5, 'SQ_st': .7, 'RQ_st': .4, 'AP': .3, 'mask_AP': .28}
+  _write_validation(baseline / 'validation', [
+      (600, {'PQ': .394, 'SQ': .778, 'RQ': .483, 'PQ_st': .296, 'PQ_th': .459, **extra})])
+  _write_validation(gc / 'validation', [
+      (300, {'PQ': .1, 'SQ': .1, 'RQ': .1, 'PQ_st': .1, 'PQ_th': .1}),
+      (600, {'PQ': .402, 'SQ': .781, 'RQ': .493, 'PQ_st': .310, 'PQ_th': .464, **extra})])
+  result = run_python(COMMAND + [f'--run=R50-FPN={baseline}', f'--run=R50-FPN+GC={gc}',
+                                 '--metrics=panoptic'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.splitlines() == [
+      '| Run | Step | PQ | SQ | RQ | PQ_st | PQ_th |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| R50-FPN | 600 | 39.4 | 77.8 | 48.3 | 29.6 | 45.9 |',
+      '| R50-FPN+GC | 600 | 40.2 | 78.1 | 49.3 | 31.0 | 46.4 |']

@@ -11,13 +11,16 @@ Tables 1-2; optionally a PNG of AP against the step.
 mACC and pACC like the paper's Table 4; optionally a PNG of mIoU against the
 step.
 
+--metrics=panoptic: the same trainer's PQ, SQ, RQ, PQ_st and PQ_th like the
+paper's Table 5; optionally a PNG of PQ against the step.
+
 Every value is at the run's latest evaluated step. It runs no model:
 `evaluate_every_checkpoint` is the command that computes metrics itself.
 gc_detection.reports.evaluator_metrics has the details.
 
   python -m gc_detection.cli.tabulate_evaluator_metrics \
       --run=baseline=models/frcnn_r50 --run=gc=models/frcnn_r50_gc \
-      [--metrics=segmentation] [--markdown_out=report.md] [--plot_out=ap.png]
+      [--metrics=segmentation|panoptic] [--markdown_out=report.md] [--plot_out=ap.png]
 """
 from absl import flags
 
@@ -31,9 +34,9 @@ flags.DEFINE_enum(
     'metrics', evaluator_metrics.DETECTION.name, list(evaluator_metrics.METRIC_SETS),
     'detection: the COCO box metrics of the OD API evaluator (MODEL_DIR/eval); '
     'segmentation: mIoU, fwIoU, mACC, pACC of the Model Garden trainer '
-    '(MODEL_DIR/validation).')
+    '(MODEL_DIR/validation); panoptic: PQ, SQ, RQ, PQ_st, PQ_th of the same.')
 flags.DEFINE_string('markdown_out', None, 'Also write the Markdown table to this file.')
-flags.DEFINE_string('plot_out', None, 'Write a PNG of the first metric (AP, mIoU) '
+flags.DEFINE_string('plot_out', None, 'Write a PNG of the first metric (AP, mIoU, PQ) '
                     'against the training step here.')
 FLAGS = flags.FLAGS
 

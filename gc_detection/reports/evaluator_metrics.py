@@ -1,6 +1,6 @@
 r"""Tabulates the metrics a stock evaluation wrote, run beside run, like the paper.
 
-Two metric sets (`MetricSet`), each read from the TensorBoard summaries a
+Three metric sets (`MetricSet`), each read from the TensorBoard summaries a
 stock program writes, and nothing computed here (gc_detection.od_api.
 checkpoint_evaluation is what runs a model):
 
@@ -14,17 +14,19 @@ checkpoint_evaluation is what runs a model):
   (`python -m official.vision.train --mode=train_and_eval`) writes the
   validation summaries of gc_detection.model_garden.segmentation_task under
   MODEL_DIR/validation: mIoU, fwIoU, mACC, pACC.
+- PANOPTIC, Table 5: the same trainer's validation summaries of
+  gc_detection.model_garden.panoptic_task: PQ, SQ, RQ, PQ_st, PQ_th.
 
 Comparing a baseline with its +GC model means digging the same numbers out of
 several event files; this does that: one Markdown row per run with the set's
 metrics in percent (the summaries hold fractions), taken at the run's latest
 evaluated step (shown in the table), and optionally a PNG of the set's first
-metric (AP, mIoU) against the step for every run.
+metric (AP, mIoU, PQ) against the step for every run.
 
 Usage:
   python -m gc_detection.cli.tabulate_evaluator_metrics \
       --run=baseline=models/frcnn_r50 --run=gc=models/frcnn_r50_gc \
-      [--metrics=detection|segmentation] [--markdown_out=report.md] \
+      [--metrics=detection|segmentation|panoptic] [--markdown_out=report.md] \
       [--plot_out=ap.png]
 
 Events are read from MODEL_DIR/eval (or MODEL_DIR/validation) and its
@@ -126,7 +128,24 @@ SEGMENTATION = MetricSet(
                  'and pACC (the stock task writes only mean_iou); {hint}'),
     plot_label='mIoU (%)')
 
-METRIC_SETS = {metric_set.name: metric_set for metric_set in (DETECTION, SEGMENTATION)}
+PANOPTIC = MetricSet(
+    name='panoptic',
+    # The names gc_detection.model_garden.panoptic_task.PANOPTIC_SCORES, in
+    # the paper's Table 5 order (not imported: it imports TensorFlow).
+    metrics=(('PQ', 'PQ'), ('SQ', 'SQ'), ('RQ', 'RQ'), ('PQ_st', 'PQ_st'),
+             ('PQ_th', 'PQ_th')),
+    events_subdir='validation',
+    kind='validation',
+    description='panoptic metrics',
+    hint=('train with evaluation first: python -m official.vision.train '
+          '--experiment=... --mode=train_and_eval --model_dir={model_dir}'),
+    missing_fix=('train an experiment of gc_detection.model_garden.'
+                 'panoptic_experiments, whose task writes PQ, SQ, RQ, PQ_st and '
+                 'PQ_th; {hint}'),
+    plot_label='PQ (%)')
+
+METRIC_SETS = {metric_set.name: metric_set
+               for metric_set in (DETECTION, SEGMENTATION, PANOPTIC)}
 
 # The detection (column, tag) pairs, the name this module had for them before
 # it had metric sets.
