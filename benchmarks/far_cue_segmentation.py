@@ -29,49 +29,29 @@ Usage (defaults: 2 seeds x 2 models x 600 steps):
   --quick: 8 train / 4 val strips, 2 steps, one seed (checks the code path;
   says nothing about who wins).
 """
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 from absl import app
-from absl import flags
 
 # benchmarks/ is on sys.path when run as a script.
 import harness
 import markdown_report
+import model_garden_runs
 import step_plots
 from gc_detection.reports.markdown import markdown_table
 
+FLAGS = model_garden_runs.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = {'stock': 'seg_resnet50_fpn_far_cue', 'gc': 'seg_resnet50_fpn_gc_far_cue'}
-MODELS = ('stock', 'gc')
+MODELS = model_garden_runs.MODELS
 LABELS = {'stock': 'ResNet-50-FPN (stock)', 'gc': 'ResNet-50-FPN + GC'}
 METRICS = ('mIoU', 'fwIoU', 'mACC', 'pACC')
 TARGET_MIOU_GAIN = 5.0
 # A run whose last evaluation is this far below its best is named in the report.
 FALL_POINTS = 5.0
-QUICK = {'num_train': 8, 'num_val': 4, 'steps': 2, 'interval': 2}
-
-
-def _define_flags():
-  flags.DEFINE_list('seeds', ['0', '1'], 'task.seed of each pair of runs.')
-  flags.DEFINE_integer('num_steps', None, 'Training steps per run (default: the '
-                       'experiments\' trainer.train_steps).')
-  flags.DEFINE_integer('num_train', 400, 'Training strips.')
-  flags.DEFINE_integer('num_val', 100, 'Held-out strips.')
-  flags.DEFINE_integer('data_seed', 0, 'Seed of the dataset (the same for every run).')
-  flags.DEFINE_string('work_dir', None, 'Data and model dirs (default: a temp dir).')
-  flags.DEFINE_string('markdown', None, 'Rewrite the "far_cue_segmentation" section '
-                      'of this file.')
-  flags.DEFINE_string('plot', None, 'Write the mIoU-against-step PNG here.')
-  flags.DEFINE_string('pictures', None, 'Write the predicted-masks PNG here.')
-  flags.DEFINE_bool('quick', False, 'A tiny run that checks the code path.')
-  flags.DEFINE_bool('report_only', False, 'Only redraw the plot and pictures and rewrite '
-                    'the report from work_dir/results.json and run.json of an earlier run.')
 
 
 def _log(message):
@@ -79,72 +59,12 @@ def _log(message):
         file=sys.stderr, flush=True)
 
 
-def experiment_settings():
-  """The registered pair's shared settings; raises if they train differently."""
-  from official.core import exp_factory  # pylint: disable=g-import-not-at-top
-  from gc_detection.model_garden import registry  # pylint: disable=g-import-not-at-top,unused-import
-  described = {}
-  for model, name in EXPERIMENTS.items():
-    config = exp_factory.get_exp_config(name)
-    described[model] = {
-        'train_path': config.task.train_data.input_path,
-        'val_path': config.task.validation_data.input_path,
-        'num_steps': config.trainer.train_steps,
-        'batch_size': config.task.train_data.global_batch_size,
-        'input_size': list(config.task.model.input_size),
-        'optimizer': json.dumps(config.trainer.optimizer_config.as_dict(), sort_keys=True),
-        'validation_interval': config.trainer.validation_interval}
-  if described['stock'] != described['gc']:
-    raise ValueError(f'the far-cue experiments differ in data or training: {described}')
-  return described['gc']
-
-
-def overrides(seed, steps, num_val, batch_size, interval=None):
-  """--params_override of one run: the seeds, and the step counts if changed."""
-  values = [f'task.seed={seed}', f'task.train_data.seed={seed}',
-            f'trainer.train_steps={steps}',
-            f'trainer.validation_steps={-(-num_val // batch_size)}']
-  if interval:
-    values += [f'trainer.{name}={interval}' for name in (
-        'validation_interval', 'steps_per_loop', 'summary_interval',
-        'checkpoint_interval')]
-  return ','.join(values)
-
-
-def train(experiment, model_dir, params_override, log_path, work_dir):
-  """official.vision.train (train_and_eval) in work_dir; returns wall seconds."""
-  started = time.perf_counter()
-  with open(log_path, 'w') as log_file:
-    completed = subprocess.run(
-        [sys.executable, '-m', 'official.vision.train', f'--experiment={experiment}',
-         '--mode=train_and_eval', f'--model_dir={model_dir}',
-         f'--params_override={params_override}'],
-        cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT, check=False)
-  if completed.returncode != 0:
-    raise RuntimeError(f'training {model_dir} failed (exit {completed.returncode}); '
-                       f'see {log_path}')
-  return time.perf_counter() - started
-
-
 def validation_curve(model_dir, num_classes):
   """[{'step', 'mIoU', ..., 'iou': [per class]}] (percent) from the trainer's events."""
-  from gc_detection.reports import summary_events  # pylint: disable=g-import-not-at-top
-  tags = list(METRICS) + [f'iou/{c}' for c in range(num_classes)]
-  by_tag = {}
-  for tags_steps in summary_events.read_scalars(
-      summary_events.event_files(os.path.join(model_dir, 'validation')), tags).values():
-    by_tag.update(tags_steps)
-  by_step = {}
-  for tag, steps in by_tag.items():
-    for step, value in steps.items():
-      by_step.setdefault(step, {})[tag] = 100.0 * value
-  curve = []
-  for step in sorted(by_step):
-    values = by_step[step]
-    if 'mIoU' in values:
-      curve.append({'step': step, **{name: values[name] for name in METRICS},
-                    'iou': [values.get(f'iou/{c}') for c in range(num_classes)]})
-  return curve
+  ious = [f'iou/{c}' for c in range(num_classes)]
+  curve = model_garden_runs.validation_scores(model_dir, list(METRICS) + ious, 'mIoU')
+  return [{'step': scores['step'], **{name: scores[name] for name in METRICS},
+           'iou': [scores.get(tag) for tag in ious]} for scores in curve]
 
 
 def plot(results, path, title):
@@ -233,82 +153,44 @@ def report(results, settings, wall_seconds, plot_path, pictures_path):
 
 def main(argv):
   del argv
-  values = flags.FLAGS
-  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
   from gc_detection.data import far_cue_segmentation_dataset  # pylint: disable=g-import-not-at-top
   from gc_detection.data import far_cue_strips  # pylint: disable=g-import-not-at-top
 
-  if values.report_only:
-    _write_outputs(*harness.earlier_run(values.work_dir), values)
+  if FLAGS.report_only:
+    _write_outputs(*harness.earlier_run(FLAGS.work_dir))
     return
-  settings = experiment_settings()
-  data_dir = os.path.dirname(settings['train_path'])
-  if os.path.isabs(data_dir):
-    sys.exit(f'the far-cue experiments read an absolute data dir ({data_dir}); the '
-             'benchmark needs the registered relative one')
-  steps = values.num_steps or settings['num_steps']
-  interval = None
-  if values.quick:
-    num_train, num_val, steps, seeds = (QUICK['num_train'], QUICK['num_val'],
-                                        QUICK['steps'], ['0'])
-    interval = QUICK['interval']
-  else:
-    num_train, num_val, seeds = values.num_train, values.num_val, values.seeds
-  started = time.perf_counter()
-  work_dir = os.path.abspath(values.work_dir or tempfile.mkdtemp(prefix='gc_far_cue_seg_'))
-  spec = far_cue_strips.StripSpec()
-  _log(f'writing the dataset into {os.path.join(work_dir, data_dir)}')
-  far_cue_segmentation_dataset.write_dataset(os.path.join(work_dir, data_dir), num_train,
-                                             num_val, values.data_seed, spec,
-                                             show_progress=False)
-  results = []
-  for seed in seeds:
-    for model in MODELS:
-      model_dir = os.path.join(work_dir, 'runs', model, f'seed_{seed}')
-      os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-      _log(f'training {model}, seed {seed}: {steps} steps at batch '
-           f'{settings["batch_size"]}')
-      seconds = train(EXPERIMENTS[model], model_dir,
-                      overrides(seed, steps, num_val, settings['batch_size'], interval),
-                      model_dir + '.train.log', work_dir)
-      curve = validation_curve(model_dir, len(far_cue_strips.CLASS_NAMES))
-      _log(f'{model}, seed {seed}: mIoU by step ' +
-           ', '.join(f'{m["step"]}: {m["mIoU"]:.1f}' for m in curve))
-      results.append({'model': model, 'seed': seed, 'train_seconds': seconds,
-                      'curve': curve, 'model_dir': model_dir})
-  atomic_files.write_text(os.path.join(work_dir, 'results.json'),
-                          json.dumps(results, indent=2))
-  command = ' '.join(arg for arg in sys.argv[1:] if not arg.startswith('--work_dir'))
-  run_settings = dict(settings, command=command, num_train=num_train, num_val=num_val,
-                      data_seed=values.data_seed, spec=spec.__dict__, num_steps=steps,
-                      seeds=seeds, work_dir=work_dir, load_average=os.getloadavg()[2])
-  wall_seconds = time.perf_counter() - started
-  atomic_files.write_text(os.path.join(work_dir, 'run.json'), json.dumps(
-      {'settings': run_settings, 'wall_seconds': wall_seconds}, indent=2))
-  _write_outputs(results, run_settings, wall_seconds, values)
+
+  def curve_of(model_dir):
+    curve = validation_curve(model_dir, len(far_cue_strips.CLASS_NAMES))
+    _log(f'{model_dir}: mIoU by step '
+         + ', '.join(f'{m["step"]}: {m["mIoU"]:.1f}' for m in curve))
+    return curve
+
+  _write_outputs(*model_garden_runs.run(
+      EXPERIMENTS, far_cue_strips.StripSpec(), far_cue_segmentation_dataset.write_dataset,
+      curve_of, 'far_cue_seg', _log))
 
 
-def _write_outputs(results, settings, wall_seconds, values):
+def _write_outputs(results, settings, wall_seconds):
   """The plot, the pictures, the Markdown section (if asked) and the table on stdout."""
   from gc_detection.data import far_cue_strips  # pylint: disable=g-import-not-at-top
   import far_cue_segmentation_pictures  # pylint: disable=g-import-not-at-top
   work_dir, seeds = settings['work_dir'], settings['seeds']
-  plot_path = values.plot or os.path.join(work_dir, 'far_cue_segmentation_miou.png')
+  plot_path = FLAGS.plot or os.path.join(work_dir, 'far_cue_segmentation_miou.png')
   plot(results, plot_path, f'Far-cue strips: {len(seeds)} seed(s), '
        f'{settings["num_steps"]} steps, batch {settings["batch_size"]}')
-  pictures_path = values.pictures or os.path.join(work_dir, 'far_cue_segmentation_masks.png')
+  pictures_path = FLAGS.pictures or os.path.join(work_dir, 'far_cue_segmentation_masks.png')
   first = {run['model']: run['model_dir'] for run in results if run['seed'] == seeds[0]}
   spec = far_cue_strips.StripSpec(**settings['spec'])
   shown = list(far_cue_strips.generate(settings['data_seed'] + 1,
                                        min(4, settings['num_val']), spec, 'val'))
   far_cue_segmentation_pictures.draw(EXPERIMENTS, first, shown, pictures_path)
-  text, gain = report(results, settings, wall_seconds, plot_path if values.plot else None,
-                      pictures_path if values.pictures else None)
-  if values.markdown:
-    markdown_report.replace_section(values.markdown, 'far_cue_segmentation', text)
+  text, gain = report(results, settings, wall_seconds, plot_path if FLAGS.plot else None,
+                      pictures_path if FLAGS.pictures else None)
+  if FLAGS.markdown:
+    markdown_report.replace_section(FLAGS.markdown, 'far_cue_segmentation', text)
   print(text)
   _log(f'GC - stock mean mIoU {gain:+.1f}; results in {work_dir}/results.json')
 
 if __name__ == '__main__':
-  _define_flags()
   app.run(main)

@@ -36,3 +36,45 @@ def run_script(name, *args, timeout=600):
   """Runs scripts/<name> with bash from the checkout; returns CompletedProcess."""
   return subprocess.run(['bash', os.path.join(REPO_ROOT, 'scripts', name), *args],
                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout)
+
+
+_SERVE_WITHOUT_GC_DETECTION = r'''
+import importlib.abc, json, sys
+class Refuse(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path, target=None):
+    if name.split('.')[0] == 'gc_detection':
+      raise ImportError('gc_detection is blocked in this process')
+sys.meta_path.insert(0, Refuse())
+import numpy as np, tensorflow as tf
+saved_model, images_path, out = sys.argv[1:4]
+served = tf.saved_model.load(saved_model).signatures['serving_default'](
+    tf.constant(np.load(images_path)))
+json.dump({'outputs': {name: value.numpy().tolist() for name, value in served.items()},
+           'gc_detection_imported': any(m.split('.')[0] == 'gc_detection'
+                                        for m in sys.modules)}, open(out, 'w'))
+'''
+
+
+def serve_without_gc_detection(saved_model_dir, images, work_dir):
+  """Serves images with a SavedModel in a fresh process that cannot import gc_detection.
+
+  Args:
+    saved_model_dir: the SavedModel; its `serving_default` signature is called.
+    images: the signature's input array.
+    work_dir: where the images and the outputs pass through.
+  Returns:
+    {output name: np.ndarray}. Fails the test if the process fails or
+    imported gc_detection anyway.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  images_path = os.path.join(work_dir, 'served_images.npy')
+  served_path = os.path.join(work_dir, 'served.json')
+  np.save(images_path, images)
+  result = run_python(['-c', _SERVE_WITHOUT_GC_DETECTION, saved_model_dir, images_path,
+                       served_path], env={'GC_DETECTION_AUTOREGISTER': '0'})
+  assert result.returncode == 0, result.stderr[-4000:]
+  with open(served_path) as served_file:
+    served = json.load(served_file)
+  assert not served['gc_detection_imported']
+  return {name: np.array(value) for name, value in served['outputs'].items()}

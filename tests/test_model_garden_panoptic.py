@@ -8,7 +8,6 @@ predictions of the checkpoint restored here, the Keras model restored here,
 and the image itself for the parser's labels.
 """
 import glob
-import json
 import os
 import sys
 
@@ -28,27 +27,11 @@ from gc_detection.model_garden import panoptic_config
 from gc_detection.model_garden import registry  # pylint: disable=unused-import
 from conftest import REPO_ROOT
 from conftest import run_python
+from conftest import serve_without_gc_detection
 import panoptic_reference
 
 EXPERIMENT = 'panoptic_fpn_resnet50_gc_far_cue'
 HEIGHT, WIDTH = far_cue_panoptic.PANOPTIC_SPEC.height, far_cue_panoptic.PANOPTIC_SPEC.width
-
-_SERVE_WITHOUT_GC_DETECTION = r'''
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path, target=None):
-    if name.split('.')[0] == 'gc_detection':
-      raise ImportError('gc_detection is blocked in this process')
-sys.meta_path.insert(0, Refuse())
-import numpy as np, tensorflow as tf
-saved_model, images_path, out = sys.argv[1:4]
-served = tf.saved_model.load(saved_model).signatures['serving_default'](
-    tf.constant(np.load(images_path)))
-json.dump({'outputs': {name: value.numpy().tolist() for name, value in served.items()},
-           'gc_detection_imported': any(m.split('.')[0] == 'gc_detection' for m in sys.modules)},
-          open(out, 'w'))
-'''
-
 
 def _overrides(data_dir):
   return {
@@ -185,17 +168,8 @@ def test_the_exported_model_serves_panoptic_masks_without_gc_detection(trained):
   assert again.returncode == 2 and '--export_dir:' in again.stderr, again.stderr[-2000:]
 
   strip = next(far_cue_panoptic.generate(7, 1))
-  images = strip.image[None]
-  images_path = os.path.join(trained['work_dir'], 'images.npy')
-  np.save(images_path, images)
-  served_path = os.path.join(trained['work_dir'], 'served.json')
-  result = run_python(['-c', _SERVE_WITHOUT_GC_DETECTION,
-                       os.path.join(export_dir, 'saved_model'), images_path, served_path],
-                      env={'GC_DETECTION_AUTOREGISTER': '0'})
-  assert result.returncode == 0, result.stderr[-4000:]
-  served = json.load(open(served_path))
-  assert not served['gc_detection_imported']
-  outputs = {name: np.array(value) for name, value in served['outputs'].items()}
+  outputs = serve_without_gc_detection(os.path.join(export_dir, 'saved_model'),
+                                       strip.image[None], trained['work_dir'])
 
   model = trained['model']
   normalised = preprocess_ops.normalize_image(tf.constant(strip.image))[None]

@@ -8,7 +8,6 @@ own files, a NumPy pixel count of the evaluated predictions, and the Keras
 model restored in this process.
 """
 import glob
-import json
 import os
 
 import numpy as np
@@ -23,29 +22,12 @@ from official.vision.modeling.backbones import resnet
 
 from gc_detection.model_garden import registry  # pylint: disable=unused-import
 from conftest import run_python
+from conftest import serve_without_gc_detection
 
 EXPERIMENT = 'seg_resnet50_fpn_gc_coco'
 SIZE = 64
 IGNORE = 255
 INITIALISED = 'global-context module initialised from conv5_block3'
-
-_SERVE_WITHOUT_GC_DETECTION = r'''
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path, target=None):
-    if name.split('.')[0] == 'gc_detection':
-      raise ImportError('gc_detection is blocked in this process')
-sys.meta_path.insert(0, Refuse())
-import numpy as np, tensorflow as tf
-saved_model, images_path, out = sys.argv[1:4]
-model = tf.saved_model.load(saved_model)
-images = np.load(images_path)
-logits = model.signatures['serving_default'](tf.constant(images))['logits']
-json.dump({'logits': logits.numpy().tolist(),
-           'gc_detection_imported': any(m.split('.')[0] == 'gc_detection' for m in sys.modules)},
-          open(out, 'w'))
-'''
-
 
 def _overrides(work_dir, train_steps):
   return {
@@ -186,18 +168,11 @@ def test_the_stock_exporter_serves_without_gc_detection(trained):
                        f'--config_file={_write_config(work_dir, 2)}'], timeout=900)
   assert result.returncode == 0, result.stderr[-4000:]
   images = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8)
-  images_path = os.path.join(work_dir, 'images.npy')
-  np.save(images_path, images)
-  served_path = os.path.join(work_dir, 'served.json')
-  result = run_python(['-c', _SERVE_WITHOUT_GC_DETECTION,
-                       os.path.join(export_dir, 'saved_model'), images_path, served_path],
-                      env={'GC_DETECTION_AUTOREGISTER': '0'})
-  assert result.returncode == 0, result.stderr[-4000:]
-  served = json.load(open(served_path))
-  assert not served['gc_detection_imported']
+  served = serve_without_gc_detection(os.path.join(export_dir, 'saved_model'), images,
+                                      work_dir)
   _, model = _restored_model(work_dir, model_dir)
   normalised = (images.astype(np.float32) - np.array([123.675, 116.28, 103.53])) / np.array(
       [58.395, 57.12, 57.375])
   logits = model(tf.constant(normalised, tf.float32), training=False)['logits']
   expected = tf.image.resize(logits, [SIZE, SIZE], method='bilinear').numpy()
-  np.testing.assert_allclose(np.array(served['logits']), expected, rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(served['logits'], expected, rtol=1e-3, atol=1e-3)

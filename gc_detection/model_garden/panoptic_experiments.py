@@ -18,7 +18,6 @@ directory the trainer runs in (the checkout root in the README's commands).
 """
 from official.core import config_definitions as cfg
 from official.core import exp_factory
-from official.modeling import optimization
 from official.vision.configs import maskrcnn as maskrcnn_config
 
 from gc_detection.data import far_cue_panoptic
@@ -51,9 +50,10 @@ FAR_CUE_DIR = 'data/far_cue_panoptic'
 def far_cue_experiment(global_context):
   """The CPU-sized pair on panoptic far-cue strips (64x512, 3 things, 7 stuff).
 
-  ResNet-50-FPN from random weights, batch 4, Adam with a warm-up (the
-  optimizer of the far-cue segmentation pair); fewer proposals, sampled RoIs
-  and detections than COCO's, anchors from 16 px; stuff regions from 256 px.
+  ResNet-50-FPN from random weights, batch 4, the far-cue segmentation pair's
+  training (segmentation_experiments.far_cue_experiment_config); fewer
+  proposals, sampled RoIs and detections than COCO's, anchors from 16 px;
+  stuff regions from 256 px.
   """
   batch_size = 4
   num_val = 100
@@ -85,26 +85,7 @@ def far_cue_experiment(global_context):
           num_examples=num_val,
           parser=panoptic_config.Parser(groundtruth_padded_size=[spec.height,
                                                                   spec.width])))
-  return cfg.ExperimentConfig(
-      task=task,
-      trainer=cfg.TrainerConfig(
-          train_steps=600,
-          validation_steps=num_val // batch_size,
-          validation_interval=100,
-          steps_per_loop=100,
-          summary_interval=100,
-          checkpoint_interval=100,
-          max_to_keep=10,
-          optimizer_config=optimization.OptimizationConfig({
-              'optimizer': {'type': 'adam', 'adam': {}},
-              'learning_rate': {'type': 'constant',
-                                'constant': {'learning_rate': 3e-4}},
-              'warmup': {'type': 'linear',
-                         'linear': {'warmup_steps': 50,
-                                    'warmup_learning_rate': 3e-5}},
-          })),
-      restrictions=['task.train_data.is_training != None',
-                    'task.validation_data.is_training != None'])
+  return segmentation_experiments.far_cue_experiment_config(task, batch_size, num_val)
 
 
 exp_factory.register_config_factory('panoptic_fpn_resnet50_coco')(

@@ -123,7 +123,6 @@ def far_cue_experiment(global_context):
   Adam with a warm-up, 600 steps: the optimizer of the far-cue detection pair.
   """
   batch_size = 4
-  train_steps = 600
   num_val = 100
   task = segmentation_config.SegmentationTask(
       model=fpn_segmentation_model(FAR_CUE_CLASSES, FAR_CUE_SIZE + (3,), 50,
@@ -138,6 +137,15 @@ def far_cue_experiment(global_context):
           global_batch_size=batch_size, output_size=list(FAR_CUE_SIZE),
           resize_eval_groundtruth=True, drop_remainder=False))
   task.model.norm_activation.use_sync_bn = False
+  return far_cue_experiment_config(task, batch_size, num_val)
+
+
+def far_cue_experiment_config(task, batch_size, num_val, train_steps=600):
+  """A far-cue task's experiment: the training every far-cue pair of Model Garden shares.
+
+  Adam 3e-4 after a 50-step warm-up (the optimizer of the far-cue detection
+  pair), an evaluation and a checkpoint every 100 steps.
+  """
   return cfg.ExperimentConfig(
       task=task,
       trainer=cfg.TrainerConfig(
