@@ -130,20 +130,23 @@ def _band_gradients(experiment, freeze_group_norm_statistics, monkeypatch):
                          if strip.cue_side == 'right' else
                          [[[20., near_band, 36., near_band + 16.]]])
   zone_box = tf.constant([[[0., zone.start, SPEC.height, zone.stop]]])
+  # training=False throughout: inference batch norm, whatever global learning
+  # phase earlier code in this process left (the OD API's sets it).
   with tf.GradientTape(persistent=True) as tape:
-    backbone_features = model.backbone(image)
-    fpn = model.decoder(backbone_features)
+    backbone_features = model.backbone(image, training=False)
+    fpn = model.decoder(backbone_features, training=False)
     logits = model.segmentation_head(
-        (backbone_features, {str(level): fpn[str(level)] for level in range(2, 6)}))
+        (backbone_features, {str(level): fpn[str(level)] for level in range(2, 6)}),
+        training=False)
     logits = tf.image.resize(logits, [SPEC.height, SPEC.width])
     outputs = {'semantic logits': tf.reduce_sum(logits[:, :, zone] ** 2)}
     for name, box in (('disk box', disk_box), ('zone box', zone_box)):
       box_features = model.roi_aligner(fpn, box)
-      classes, _ = model.detection_head[0](box_features)
+      classes, _ = model.detection_head[0](box_features, training=False)
       mask_features = model.mask_roi_aligner(fpn, box)
       outputs[f'{name} classes'] = tf.reduce_sum(classes ** 2)
-      outputs[f'{name} masks'] = tf.reduce_sum(
-          model.mask_head([mask_features, tf.ones([1, 1], tf.int32)]) ** 2)
+      outputs[f'{name} masks'] = tf.reduce_sum(model.mask_head(
+          [mask_features, tf.ones([1, 1], tf.int32)], training=False) ** 2)
   band = (slice(0, SPEC.cue_width) if strip.cue_side == 'left'
           else slice(SPEC.width - SPEC.cue_width, SPEC.width))
   return {name: float(np.abs(tape.gradient(output, image)[0, :, band]).max())
