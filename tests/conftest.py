@@ -78,3 +78,17 @@ def serve_without_gc_detection(saved_model_dir, images, work_dir):
     served = json.load(served_file)
   assert not served['gc_detection_imported']
   return {name: np.array(value) for name, value in served['outputs'].items()}
+
+
+def summary_scalars(model_dir, split):
+  """{tag: last value} of the one-number summaries in model_dir/split (TF's own reader)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for path in glob.glob(os.path.join(model_dir, split, 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        array = tf.make_ndarray(value.tensor)
+        if array.size == 1:
+          scalars[value.tag] = float(array)
+  return scalars

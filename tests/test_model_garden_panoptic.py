@@ -7,7 +7,6 @@ the panoptic-quality definition (tests/panoptic_reference.py) on the
 predictions of the checkpoint restored here, the Keras model restored here,
 and the image itself for the parser's labels.
 """
-import glob
 import os
 import sys
 
@@ -28,6 +27,7 @@ from gc_detection.model_garden import registry  # pylint: disable=unused-import
 from conftest import REPO_ROOT
 from conftest import run_python
 from conftest import serve_without_gc_detection
+from conftest import summary_scalars
 import panoptic_reference
 
 EXPERIMENT = 'panoptic_fpn_resnet50_gc_far_cue'
@@ -54,17 +54,6 @@ def _config(data_dir):
   return config
 
 
-def _scalars(model_dir, split):
-  scalars = {}
-  for path in glob.glob(os.path.join(model_dir, split, 'events.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        array = tf.make_ndarray(value.tensor)
-        if array.size == 1:
-          scalars[value.tag] = float(array)
-  return scalars
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   work_dir = str(tmp_path_factory.mktemp('panoptic'))
@@ -88,7 +77,7 @@ def trained(tmp_path_factory):
 
 
 def test_training_logs_finite_mask_rcnn_and_semantic_losses(trained):
-  scalars = _scalars(trained['model_dir'], 'train')
+  scalars = summary_scalars(trained['model_dir'], 'train')
   for name in ('total_loss', 'semantic_loss', 'mask_loss', 'rpn_score_loss',
                'frcnn_cls_loss'):
     assert np.isfinite(scalars[name]), (name, scalars)
@@ -96,7 +85,7 @@ def test_training_logs_finite_mask_rcnn_and_semantic_losses(trained):
 
 
 def test_evaluation_reports_the_panoptic_quality_of_the_predictions(trained):
-  logged = _scalars(trained['model_dir'], 'validation')
+  logged = summary_scalars(trained['model_dir'], 'validation')
   task, model = trained['task'], trained['model']
   pairs = []
   dataset = task.build_inputs(task.task_config.validation_data)

@@ -7,7 +7,6 @@ process where gc_detection cannot be imported. References: the checkpoint's
 own files, a NumPy pixel count of the evaluated predictions, and the Keras
 model restored in this process.
 """
-import glob
 import os
 
 import numpy as np
@@ -23,6 +22,7 @@ from official.vision.modeling.backbones import resnet
 from gc_detection.model_garden import registry  # pylint: disable=unused-import
 from conftest import run_python
 from conftest import serve_without_gc_detection
+from conftest import summary_scalars
 
 EXPERIMENT = 'seg_resnet50_fpn_gc_coco'
 SIZE = 64
@@ -63,17 +63,6 @@ def _train(work_dir, model_dir, train_steps):
                       timeout=900)
   assert result.returncode == 0, result.stderr[-4000:]
   return result.stderr
-
-
-def _validation_scalars(model_dir):
-  scalars = {}
-  for path in glob.glob(os.path.join(model_dir, 'validation', 'events.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        array = tf.make_ndarray(value.tensor)
-        if array.size == 1:
-          scalars[value.tag] = float(array)
-  return scalars
 
 
 def _config(work_dir):
@@ -130,7 +119,7 @@ def test_training_restores_the_stock_backbone_and_initialises_the_module(trained
 
 def test_evaluation_reports_the_four_metrics_of_the_predictions(trained):
   work_dir, model_dir, _, _ = trained
-  scalars = _validation_scalars(model_dir)
+  scalars = summary_scalars(model_dir, 'validation')
   for name in ('mIoU', 'fwIoU', 'mACC', 'pACC', 'mean_iou'):
     assert name in scalars, sorted(scalars)
   task, model = _restored_model(work_dir, model_dir)
