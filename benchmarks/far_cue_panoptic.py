@@ -133,6 +133,9 @@ def report(results, settings, wall_seconds, plot_path, pictures_path):
   ]
   if falls:
     lines.append('- Unstable runs: ' + '; '.join(falls) + '.')
+  resumed = model_garden_runs.resumed_runs_note(results, LABELS)
+  if resumed:
+    lines.append(resumed)
   if settings.get('load_average') is not None:
     lines.append(f'- Machine load: 15-minute load average {settings["load_average"]:.1f} '
                  'at the end of the run (2 cores); train min grows with it.')

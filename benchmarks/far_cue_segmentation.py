@@ -140,6 +140,9 @@ def report(results, settings, wall_seconds, plot_path, pictures_path):
     lines.append('- Unstable runs (from random weights at batch 4; training mode '
                  'normalises with batch statistics, evaluation with the moving ones): '
                  + '; '.join(falls) + '.')
+  resumed = model_garden_runs.resumed_runs_note(results, LABELS)
+  if resumed:
+    lines.append(resumed)
   if settings.get('load_average') is not None:
     lines.append(f'- Machine load: 15-minute load average {settings["load_average"]:.1f} '
                  'at the end of the run (2 cores); train min grows with it.')

@@ -25,7 +25,9 @@ flags.DEFINE_integer('num_steps', None, 'Training steps per run (default: the '
 flags.DEFINE_integer('num_train', 400, 'Training strips.')
 flags.DEFINE_integer('num_val', 100, 'Held-out strips.')
 flags.DEFINE_integer('data_seed', 0, 'Seed of the dataset (the same for every run).')
-flags.DEFINE_string('work_dir', None, 'Data and model dirs (default: a temp dir).')
+flags.DEFINE_string('work_dir', None, 'Data and model dirs (default: a temp dir). Run '
+                    'again with the same work_dir, an interrupted benchmark keeps its '
+                    'finished runs and resumes the rest from their last checkpoints.')
 flags.DEFINE_string('markdown', None, 'Rewrite the benchmark\'s section of this file.')
 flags.DEFINE_string('plot', None, 'Write the metric-against-step PNG here.')
 flags.DEFINE_string('pictures', None, 'Write the PNG of predictions beside the truth here.')
@@ -114,36 +116,114 @@ def validation_scores(model_dir, tags, required):
           if required in by_step[step]]
 
 
+def _finished_run_path(model_dir):
+  return model_dir + '.finished.json'
+
+
+def _attempts_path(model_dir):
+  return model_dir + '.attempts.json'
+
+
+def _latest_checkpoint_time(model_dir):
+  """Modification time of model_dir's latest checkpoint index, or None."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  prefix = tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+  return os.path.getmtime(prefix + '.index') if prefix else None
+
+
+def train_resumably(experiment, model_dir, params_override, work_dir, log):
+  """Trains model_dir to the end, resuming an interrupted earlier attempt.
+
+  Model Garden's trainer restores model_dir's latest checkpoint, so a run
+  killed (say, by the end of a session) continues from its last checkpoint.
+  Every attempt is recorded in model_dir.attempts.json before it starts; an
+  attempt that never finished counts up to its last checkpoint (the steps
+  after it are trained again).
+
+  Returns:
+    (train seconds over all attempts, of them in earlier attempts, attempts).
+  """
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
+  attempts_path = _attempts_path(model_dir)
+  attempts = []
+  if os.path.isfile(attempts_path):
+    with open(attempts_path) as attempts_file:
+      attempts = json.load(attempts_file)
+  for attempt in attempts:
+    if 'seconds' not in attempt:
+      checkpointed = _latest_checkpoint_time(model_dir)
+      attempt['seconds'] = max(0.0, (checkpointed or attempt['started'])
+                               - attempt['started'])
+      attempt['interrupted'] = True
+  if attempts:
+    log(f'{model_dir}: resuming after {len(attempts)} interrupted attempt(s)')
+  earlier_seconds = sum(attempt['seconds'] for attempt in attempts)
+  attempts.append({'started': time.time()})
+  atomic_files.write_text(attempts_path, json.dumps(attempts, indent=2))
+  attempts[-1]['seconds'] = train(experiment, model_dir, params_override,
+                                  f'{model_dir}.train{len(attempts)}.log', work_dir)
+  atomic_files.write_text(attempts_path, json.dumps(attempts, indent=2))
+  return earlier_seconds + attempts[-1]['seconds'], earlier_seconds, len(attempts)
+
+
 def run_pairs(experiments, seeds, steps, num_val, batch_size, interval, work_dir,
               curve_of, log):
   """Trains stock then GC for each seed; returns the results list.
+
+  Rerun with the same work_dir (and the same steps), it keeps the runs that
+  finished and resumes the one that was interrupted.
 
   Args:
     curve_of: model_dir -> the run's evaluations (a list of dicts with 'step').
     log: prints one progress line.
   Returns:
-    [{'model', 'seed', 'train_seconds', 'curve', 'model_dir'}] in run order.
+    [{'model', 'seed', 'train_seconds', 'attempts', 'earlier_seconds', 'curve',
+    'model_dir'}] in run order; earlier_seconds is the training time spent by
+    earlier invocations of the benchmark.
   """
+  from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
   results = []
   for seed in seeds:
     for model in MODELS:
       model_dir = os.path.join(work_dir, 'runs', model, f'seed_{seed}')
       os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-      log(f'training {model}, seed {seed}: {steps} steps at batch {batch_size}')
-      seconds = train(experiments[model], model_dir,
-                      overrides(seed, steps, num_val, batch_size, interval),
-                      model_dir + '.train.log', work_dir)
-      results.append({'model': model, 'seed': seed, 'train_seconds': seconds,
-                      'curve': curve_of(model_dir), 'model_dir': model_dir})
+      params_override = overrides(seed, steps, num_val, batch_size, interval)
+      finished_path = _finished_run_path(model_dir)
+      finished = None
+      if os.path.isfile(finished_path):
+        with open(finished_path) as finished_file:
+          finished = json.load(finished_file)
+      if finished and finished['params_override'] == params_override:
+        log(f'{model}, seed {seed}: trained by an earlier invocation, kept')
+        earlier_seconds = finished['train_seconds']
+      else:
+        if finished:
+          sys.exit(f'{model_dir} was trained with {finished["params_override"]}, not '
+                   f'{params_override}; use another --work_dir')
+        log(f'training {model}, seed {seed}: {steps} steps at batch {batch_size}')
+        seconds, earlier_seconds, attempts = train_resumably(experiments[model], model_dir,
+                                            params_override, work_dir, log)
+        finished = {'train_seconds': seconds, 'attempts': attempts,
+                    'params_override': params_override}
+        atomic_files.write_text(finished_path, json.dumps(finished, indent=2))
+      results.append({'model': model, 'seed': seed,
+                      'train_seconds': finished['train_seconds'],
+                      'attempts': finished['attempts'],
+                      'earlier_seconds': earlier_seconds, 'curve': curve_of(model_dir),
+                      'model_dir': model_dir})
   return results
 
 
 def save_run(work_dir, results, run_settings, started):
-  """Writes work_dir/results.json and run.json (for --report_only); returns wall seconds."""
+  """Writes work_dir/results.json and run.json (for --report_only); returns wall seconds.
+
+  The wall time adds the training time of earlier (interrupted) invocations.
+  """
   from gc_detection import atomic_files  # pylint: disable=g-import-not-at-top
   atomic_files.write_text(os.path.join(work_dir, 'results.json'),
                           json.dumps(results, indent=2))
-  wall_seconds = time.perf_counter() - started
+  wall_seconds = time.perf_counter() - started + sum(
+      run['earlier_seconds'] for run in results)
   atomic_files.write_text(os.path.join(work_dir, 'run.json'), json.dumps(
       {'settings': run_settings, 'wall_seconds': wall_seconds}, indent=2))
   return wall_seconds
@@ -152,6 +232,20 @@ def save_run(work_dir, results, run_settings, started):
 def command_line():
   """The benchmark's flags as run, without the machine-specific --work_dir."""
   return ' '.join(arg for arg in sys.argv[1:] if not arg.startswith('--work_dir'))
+
+
+def _check_earlier_dataset(data_dir, num_train, num_val):
+  """Exits if work_dir holds runs trained on another dataset than the flags'."""
+  summary_path = os.path.join(data_dir, 'dataset.json')
+  if not os.path.isfile(summary_path):
+    return
+  with open(summary_path) as summary_file:
+    summary = json.load(summary_file)
+  wanted = {'seed': FLAGS.data_seed, 'num_train': num_train, 'num_val': num_val}
+  found = {name: summary.get(name) for name in wanted}
+  if found != wanted:
+    sys.exit(f'{summary_path}: the work_dir holds a dataset with {found}, not {wanted}; '
+             'use another --work_dir')
 
 
 def run(experiments, spec, write_dataset, curve_of, name, log):
@@ -179,6 +273,7 @@ def run(experiments, spec, write_dataset, curve_of, name, log):
     num_train, num_val, seeds = FLAGS.num_train, FLAGS.num_val, FLAGS.seeds
   started = time.perf_counter()
   work_dir = os.path.abspath(FLAGS.work_dir or tempfile.mkdtemp(prefix=f'gc_{name}_'))
+  _check_earlier_dataset(os.path.join(work_dir, data_dir), num_train, num_val)
   log(f'writing the dataset into {os.path.join(work_dir, data_dir)}')
   write_dataset(os.path.join(work_dir, data_dir), num_train, num_val, FLAGS.data_seed,
                 spec, show_progress=False)
@@ -189,6 +284,17 @@ def run(experiments, spec, write_dataset, curve_of, name, log):
                       num_steps=steps, seeds=seeds, work_dir=work_dir,
                       load_average=os.getloadavg()[2])
   return results, run_settings, save_run(work_dir, results, run_settings, started)
+
+
+def resumed_runs_note(results, labels):
+  """A report line naming the runs trained over more than one attempt, or None."""
+  resumed = [f'{labels[run["model"]]}, seed {run["seed"]} ({run["attempts"]} attempts)'
+             for run in results if run.get('attempts', 1) > 1]
+  if not resumed:
+    return None
+  return ('- Resumed runs (the benchmark was interrupted and run again; the trainer '
+          'restored the last checkpoint, and train min counts each interrupted attempt '
+          'up to that checkpoint): ' + '; '.join(resumed) + '.')
 
 
 def save_strip_rows(strip_rows, path, gap=4):

@@ -68,3 +68,28 @@ def test_the_quick_benchmark_trains_both_models_and_reports_their_scores(tmp_pat
       capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
   assert result.returncode == 0, result.stderr[-4000:]
   assert again.read_text() == text
+  # Run again in the same work_dir after the GC run "was interrupted": the
+  # finished stock run is kept as it was, the GC run resumes from its
+  # checkpoint, and its first attempt counts up to that checkpoint.
+  work = tmp_path / 'work'
+  os.remove(work / 'runs' / 'gc' / 'seed_0.finished.json')
+  attempts_path = work / 'runs' / 'gc' / 'seed_0.attempts.json'
+  attempts = json.load(open(attempts_path))
+  del attempts[0]['seconds']
+  attempts_path.write_text(json.dumps(attempts))
+  result = subprocess.run(
+      [sys.executable, BENCHMARK, '--quick', f'--work_dir={work}'],
+      capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert 'stock, seed 0: trained by an earlier invocation, kept' in result.stderr
+  assert 'resuming after 1 interrupted attempt' in result.stderr
+  resumed = json.load(open(work / 'results.json'))
+  assert resumed[0] == dict(results[0], earlier_seconds=results[0]['train_seconds'])
+  assert resumed[1]['attempts'] == 2
+  assert resumed[1]['curve'][-1]['step'] == 2
+  first = json.load(open(attempts_path))[0]
+  assert first['interrupted']
+  checkpoint = tf.train.latest_checkpoint(str(work / 'runs' / 'gc' / 'seed_0'))
+  assert abs(first['started'] + first['seconds']
+             - os.path.getmtime(checkpoint + '.index')) < 1e-3
+  assert 'Resumed runs' in result.stdout
