@@ -20,7 +20,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf
 
 from gc_detection.layers import GlobalContextAttention
-from gc_detection.layers import global_context_attention as layer_module
+from gc_detection.layers import attention_ops
 import harness  # benchmarks/ is on sys.path when run as a script
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -203,9 +203,9 @@ def stage_times(repeats, warmup):
   stages = [
       ('QKV projection + bias (project_qkv)', layer.project_qkv, flops.qkv),
       ('split heads, scale queries (split_heads)', layer.split_heads, 0),
-      ('scores q k^T (attention_scores)', layer_module.attention_scores, flops.scores),
-      ('softmax (attention_probabilities)', layer_module.attention_probabilities, 0),
-      ('context p v (attended_values)', layer_module.attended_values, flops.context),
+      ('scores q k^T (attention_scores)', attention_ops.attention_scores, flops.scores),
+      ('softmax (attention_probabilities)', attention_ops.attention_probabilities, 0),
+      ('context p v (attended_values)', attention_ops.attended_values, flops.context),
       ('merge heads (merge_heads)', layer.merge_heads, 0),
       ('output projection + bias (project_output), residual',
        lambda context, tokens: tokens + layer.project_output(context), flops.output),
@@ -213,9 +213,9 @@ def stage_times(repeats, warmup):
   # Each stage's inputs, computed by the stages before it.
   qkv = layer.project_qkv(tokens)
   query, key, value = layer.split_heads(qkv)
-  scores = layer_module.attention_scores(query, key)
-  probabilities = layer_module.attention_probabilities(scores)
-  context = layer_module.attended_values(probabilities, value)
+  scores = attention_ops.attention_scores(query, key)
+  probabilities = attention_ops.attention_probabilities(scores)
+  context = attention_ops.attended_values(probabilities, value)
   arguments = [(tokens,), (qkv,), (query, key), (scores,), (probabilities, value),
                (context,), (layer.merge_heads(context), tokens)]
   calls = {}

@@ -70,3 +70,33 @@ def blocks_of(layer):
         wo=output.reshape(-1, output.shape[-1]),
         bo=weights[f'block_{index}/output_bias'].numpy().astype(np.float64)))
   return blocks
+
+
+def global_context_on_valid_regions(feature_map, valid_shape, blocks, num_heads,
+                                    use_residual=True):
+  """The module that ignores padding, by definition: each image's top-left
+  valid block alone, refined; every other cell unchanged.
+
+  Args:
+    feature_map: (N, H, W, C).
+    valid_shape: (N, 2) rows and columns of each image's valid block.
+  Returns:
+    ((N, H, W, C) output, list of (N, h, HW, HW) weights per block, zero for
+    every query or key outside the valid block).
+  """
+  feature_map = np.asarray(feature_map, np.float64)
+  n, height, width, _ = feature_map.shape
+  output = feature_map.copy()
+  weights = [np.zeros((n, num_heads, height * width, height * width)) for _ in blocks]
+  cells = np.arange(height * width).reshape(height, width)
+  for index, (rows, columns) in enumerate(np.asarray(valid_shape)):
+    rows, columns = min(rows, height), min(columns, width)
+    if rows == 0 or columns == 0:
+      continue
+    refined, block_weights = global_context(
+        feature_map[index:index + 1, :rows, :columns], blocks, num_heads, use_residual)
+    output[index, :rows, :columns] = refined[0]
+    kept = cells[:rows, :columns].reshape(-1)
+    for full, block in zip(weights, block_weights):
+      full[index][:, kept[:, None], kept[None, :]] = block[0]
+  return output, weights

@@ -15,7 +15,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from gc_detection.layers import attention_ops
 from gc_detection.layers import batch_norm_folding
+from gc_detection.layers import valid_region
 
 
 def _is_training(training):
@@ -56,6 +58,16 @@ class GlobalContextAttention(tf.keras.layers.Layer):
   time, so only a (N, heads, chunk_size, H*W) slice of scores exists at once;
   in training each chunk's attention is recomputed in the backward pass instead
   of being kept. The result is the same as the unchunked computation.
+
+  Padding: called with `valid_shape` (N, 2), image n's own cells are the
+  top-left valid_shape[n] block of its map and the rest is padding. Padded
+  keys are left out of every softmax and padded cells get no update (they
+  pass through unchanged), so an image's valid outputs are a function of its
+  valid inputs alone: whatever the padding holds, and whichever images share
+  its batch. Outside XLA the attention runs only on the smallest top-left
+  block holding every image's region (its cost follows the images, not the
+  canvas); under XLA (static shapes) it runs on the whole map, masked. The
+  attention weights returned are zero for every padded query and key.
 
   Mixed precision: under a mixed policy the projections and matmuls run in the
   compute dtype, the softmax in float32.
@@ -189,25 +201,82 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     output_kernel, output_bias} (shapes in the class docstring)."""
     return dict(self._layer_weights[index])
 
-  def call(self, inputs, training=None, return_attention_scores=False):
-    """Refines an (N, H, W, C) map; see the class docstring for outputs."""
+  def call(self, inputs, training=None, return_attention_scores=False,
+           valid_shape=None):
+    """Refines an (N, H, W, C) map; see the class docstring for outputs.
+
+    Args:
+      inputs: (N, H, W, C).
+      training: the Keras training flag (dropout).
+      return_attention_scores: also return the attention weights.
+      valid_shape: None (every cell is the image), or (N, 2) int: rows and
+        columns of the top-left block of cells that is each image's own;
+        the rest is padding (see the class docstring). Clipped to (H, W).
+    """
     training = _is_training(training)
-    dynamic_shape = tf.shape(inputs)
-    num_tokens_static = None
-    if inputs.shape[1] is not None and inputs.shape[2] is not None:
-      num_tokens_static = inputs.shape[1] * inputs.shape[2]
-    tokens = tf.reshape(inputs, [dynamic_shape[0], -1, self.channels])
-    all_scores = []
-    for index in range(self.num_layers):
-      attended, scores = self._attend(
-          tokens, index, num_tokens_static, training, return_attention_scores)
-      tokens = tokens + attended if self.use_residual else attended
-      all_scores.append(scores)
-    outputs = tf.reshape(tokens, dynamic_shape)
+    if valid_shape is None:
+      outputs, all_scores = self._refine(inputs, training, return_attention_scores)
+    else:
+      outputs, all_scores = self._refine_valid_regions(
+          inputs, valid_shape, training, return_attention_scores)
     outputs.set_shape(inputs.shape)
     if return_attention_scores:
       return outputs, all_scores
     return outputs
+
+  def _refine(self, maps, training, want_scores, valid_tokens=None):
+    """The stacked layers on (N, H, W, C) maps; returns (maps, [weights]).
+
+    valid_tokens: None, or bool (N, H*W): only these tokens are attended
+      to and updated; the others pass through unchanged.
+    """
+    dynamic_shape = tf.shape(maps)
+    num_tokens_static = None
+    if maps.shape[1] is not None and maps.shape[2] is not None:
+      num_tokens_static = maps.shape[1] * maps.shape[2]
+    tokens = tf.reshape(maps, [dynamic_shape[0], -1, self.channels])
+    key_mask = None
+    if valid_tokens is not None:
+      key_mask = valid_tokens[:, tf.newaxis, tf.newaxis, :]  # (N, 1, 1, L)
+    all_scores = []
+    for index in range(self.num_layers):
+      attended, scores = self._attend(
+          tokens, index, num_tokens_static, training, want_scores, key_mask)
+      updated = tokens + attended if self.use_residual else attended
+      if valid_tokens is not None:
+        updated = tf.where(valid_tokens[:, :, tf.newaxis], updated, tokens)
+        if scores is not None:
+          scores *= tf.cast(valid_tokens, scores.dtype)[:, tf.newaxis, :, tf.newaxis]
+      tokens = updated
+      all_scores.append(scores)
+    return tf.reshape(tokens, dynamic_shape), all_scores
+
+  def _refine_valid_regions(self, inputs, valid_shape, training, want_scores):
+    """_refine that sees only each image's valid region.
+
+    Outside XLA the batch is cropped to the smallest top-left block holding
+    every region (so the cost follows the images, not the canvas), attended
+    with the padding inside that block masked, and put back; under XLA
+    (static shapes) the whole map is attended, masked.
+    """
+    valid_shape = tf.convert_to_tensor(valid_shape)
+    if not valid_shape.shape.is_compatible_with([inputs.shape[0], 2]):
+      raise ValueError('valid_shape must have shape (N, 2) (valid rows and columns of '
+                       f'cells per image) for inputs of shape {inputs.shape}, got '
+                       f'{valid_shape.shape}')
+    height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
+    valid_shape = valid_region.clipped(valid_shape, height, width)
+    if valid_region.in_xla_context():
+      return self._refine(inputs, training, want_scores,
+                          valid_region.token_mask(valid_shape, height, width))
+    rows, columns = valid_region.batch_extent(valid_shape)
+    region = inputs[:, :rows, :columns]
+    refined, all_scores = self._refine(region, training, want_scores,
+                                       valid_region.token_mask(valid_shape, rows, columns))
+    if want_scores:
+      all_scores = [valid_region.on_full_grid(scores, (rows, columns), (height, width))
+                    for scores in all_scores]
+    return valid_region.put_back(refined, inputs, rows, columns), all_scores
 
   # The stages of one stacked layer, in order; call() composes them, and the
   # attention benchmark times each.
@@ -246,70 +315,38 @@ class GlobalContextAttention(tf.keras.layers.Layer):
                                              [self.key_channels, self.channels]))
     return tf.nn.bias_add(attended, tf.cast(weights['output_bias'], dtype))
 
-  def _attend(self, tokens, index, num_tokens_static, training, want_scores):
-    """Stacked layer `index` without its residual: (N, L, C) -> (N, L, C)."""
+  def _attend(self, tokens, index, num_tokens_static, training, want_scores,
+              key_mask=None):
+    """Stacked layer `index` without its residual: (N, L, C) -> (N, L, C).
+
+    key_mask: None or bool (N, 1, 1, L), the keys each image attends to.
+    """
     query, key, value = self.split_heads(self.project_qkv(tokens, index))
     num_tokens = tf.shape(tokens)[1]
 
     seed = None
     if training and self.attention_dropout > 0:
       seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    rate = self.attention_dropout
+
+    def unchunked():
+      return attention_ops.attention(query, key, value, rate, seed, key_mask)
+
+    def chunked():
+      return attention_ops.chunked_attention(query, key, value, self.chunk_size, rate,
+                                             seed, training, key_mask)
 
     scores = None
     if want_scores:
-      context, scores = _attention(query, key, value, self.attention_dropout, seed,
-                                   return_probabilities=True)
+      context, scores = attention_ops.attention(query, key, value, rate, seed, key_mask,
+                                                return_probabilities=True)
     elif self.chunk_threshold is None:
-      context = _attention(query, key, value, self.attention_dropout, seed)
+      context = unchunked()
     elif num_tokens_static is not None:
-      if num_tokens_static > self.chunk_threshold:
-        context = self._chunked_attention(query, key, value, seed, training)
-      else:
-        context = _attention(query, key, value, self.attention_dropout, seed)
+      context = chunked() if num_tokens_static > self.chunk_threshold else unchunked()
     else:
-      context = tf.cond(
-          num_tokens > self.chunk_threshold,
-          lambda: self._chunked_attention(query, key, value, seed, training),
-          lambda: _attention(query, key, value, self.attention_dropout, seed))
+      context = tf.cond(num_tokens > self.chunk_threshold, chunked, unchunked)
     return self.project_output(self.merge_heads(context), index), scores
-
-  def _chunked_attention(self, query, key, value, seed, training):
-    """Attention over query chunks: (N, h, L, d) x3 -> (N, h, L, d)."""
-    batch, heads, num_tokens = (tf.shape(query)[0], tf.shape(query)[1],
-                                tf.shape(query)[2])
-    num_chunks = (num_tokens + self.chunk_size - 1) // self.chunk_size
-    padded = tf.pad(query, [[0, 0], [0, 0],
-                            [0, num_chunks * self.chunk_size - num_tokens], [0, 0]])
-    chunks = tf.reshape(padded, [batch, heads, num_chunks, self.chunk_size,
-                                 self.head_channels])
-    chunks = tf.transpose(chunks, [2, 0, 1, 3, 4])  # (chunks, N, h, chunk, d)
-    rate = self.attention_dropout
-
-    def attend_chunk(query_chunk, key, value, chunk_index):
-      # The chunk index travels as a float32 (exact for < 2**24 chunks):
-      # tf.recompute_grad watches every argument and warns about integer ones.
-      chunk_seed = None
-      if seed is not None:
-        chunk_seed = seed + tf.stack([0, tf.cast(chunk_index, tf.int32)])
-      return _attention(query_chunk, key, value, rate, chunk_seed)
-
-    if training:
-      # Keep only each chunk's inputs for the backward pass; the chunk's
-      # scores and softmax are recomputed there.
-      attend_chunk = tf.recompute_grad(attend_chunk)
-    # One chunk at a time: each matmul and softmax already uses every core,
-    # and parallel chunks would multiply the peak memory chunking saves.
-    outputs = tf.map_fn(
-        lambda args: attend_chunk(args[0], key, value, args[1]),
-        (chunks, tf.cast(tf.range(num_chunks), tf.float32)),
-        parallel_iterations=1,
-        fn_output_signature=tf.TensorSpec(
-            [query.shape[0], self.num_heads, self.chunk_size, self.head_channels],
-            query.dtype))
-    outputs = tf.reshape(tf.transpose(outputs, [1, 2, 0, 3, 4]),
-                         [batch, heads, num_chunks * self.chunk_size,
-                          self.head_channels])
-    return outputs[:, :, :num_tokens]
 
   def load_bottleneck_weights(self,
                               reduce_kernel,
@@ -404,46 +441,3 @@ class GlobalContextAttention(tf.keras.layers.Layer):
     })
     return config
 
-
-def attention_scores(query, key):
-  """Dot products of pre-scaled queries and keys: (N, h, Lq, d), (N, h, L, d)
-  -> (N, h, Lq, L), in the inputs' dtype."""
-  return tf.matmul(query, key, transpose_b=True)
-
-
-def attention_probabilities(scores):
-  """Softmax over keys, in float32 for float16 / bfloat16 scores (float64
-  stays float64): (N, h, Lq, L) -> (N, h, Lq, L)."""
-  if scores.dtype in (tf.float16, tf.bfloat16):
-    scores = tf.cast(scores, tf.float32)
-  return tf.nn.softmax(scores, axis=-1)
-
-
-def attended_values(probabilities, value):
-  """Weights times values: (N, h, Lq, L), (N, h, L, d) -> (N, h, Lq, d), in
-  the values' dtype."""
-  return tf.matmul(tf.cast(probabilities, value.dtype), value)
-
-
-def _attention(query, key, value, dropout_rate, seed, return_probabilities=False):
-  """Scaled dot-product attention; queries are pre-scaled by 1/sqrt(d).
-
-  Args:
-    query: (N, h, Lq, d).
-    key, value: (N, h, L, d).
-    dropout_rate: dropout on the probabilities when seed is not None.
-    seed: int32 (2,) stateless seed, or None for no dropout.
-    return_probabilities: also return the (N, h, Lq, L) weights (float32, or
-      float64 for float64 inputs).
-
-  Returns:
-    (N, h, Lq, d) in the inputs' dtype [, probabilities].
-  """
-  probabilities = attention_probabilities(attention_scores(query, key))
-  weights = probabilities
-  if seed is not None and dropout_rate > 0:
-    weights = tf.nn.experimental.stateless_dropout(weights, dropout_rate, seed)
-  context = attended_values(weights, value)
-  if return_probabilities:
-    return context, probabilities
-  return context
