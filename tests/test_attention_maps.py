@@ -278,6 +278,10 @@ def test_points_map_to_feature_cells_of_a_non_square_keep_aspect_image(loaded):
   np.testing.assert_array_equal(attention.query_cells, list(cases.values()))
   assert attention.padded_shape == (SIZE, SIZE)
   assert attention.weights.shape == (len(cases), 4, GRID, GRID)  # the full grid
+  # The model ignores padding (ignore_padding's default): every query's
+  # weights lie on the image's 6 x 8 cells and sum to 1 there.
+  assert np.all(attention.weights[:, :, 6:, :] == 0)
+  np.testing.assert_allclose(attention.weights.sum(axis=(2, 3)), 1.0, atol=1e-5)
   assert attention_pictures.visible_cells(attention) == (6, 8)
   picture = attention_pictures.display_image(attention)
   assert picture.shape == (96, 128, 3)  # the padding is cropped away

@@ -39,7 +39,8 @@ class ImageAttention:
     stride: resized pixels per feature cell.
     layer_index: the stacked attention layer shown (0: the first).
     weights: (Q, heads, Hf, Wf) float32, each query's weights over every key
-      cell of the full (padded) grid; each (Hf, Wf) slice sums to 1.
+      cell of the full (padded) grid; each (Hf, Wf) slice sums to 1 (over
+      the image's own cells, zero on padding, when the model ignores it).
     query_points: (Q, 2) float32 (y, x) in original-image pixels.
     query_cells: (Q, 2) int32 (row, column) feature cells.
     query_boxes: (Q, 4) float32 normalised [ymin, xmin, ymax, xmax] of the
@@ -88,13 +89,17 @@ def check_layer_index(layer, layer_index: int):
         f'layer(s); use 0..{layer.num_layers - 1}')
 
 
-def attention_matrix(layer, features, layer_index: int = 0) -> np.ndarray:
+def attention_matrix(layer, features, layer_index: int = 0,
+                     valid_shape=None) -> np.ndarray:
   """The weights of stacked layer `layer_index`: (1, Hf, Wf, C) -> (heads, HW, HW).
 
   Queries on axis 1, keys on axis 2, both in row-major (Hf, Wf) order; float32.
+  valid_shape: None, or (1, 2) valid rows and columns of cells for a model
+    that ignores padding (its weights are zero on padded cells).
   """
   check_layer_index(layer, layer_index)
-  _, scores = layer(features, training=False, return_attention_scores=True)
+  _, scores = layer(features, training=False, return_attention_scores=True,
+                    valid_shape=valid_shape)
   return scores[layer_index][0].numpy()
 
 

@@ -33,6 +33,7 @@ class GlobalContextSettings:
   initialization: str = BOTTLENECK
   source_block: str = ''
   fold_batch_norm: bool = True
+  ignore_padding: bool = True
 
   def layer_kwargs(self):
     """Keyword arguments of GlobalContextAttention for these settings."""
@@ -145,18 +146,21 @@ def check_source_block(settings, backbone_name, stage, channels):
 
 
 def make_global_context_layer(settings, channels, name='global_context',
-                              kernel_regularizer=None):
+                              kernel_regularizer=None,
+                              layer_class=GlobalContextAttention, **layer_args):
   """Returns an (unbuilt) GlobalContextAttention for `channels` inputs.
 
   kernel_regularizer: the detector's weight decay for the module's kernels.
+  layer_class: GlobalContextAttention or a subclass (an adapter's), built
+    with the settings' arguments and `layer_args`.
 
   Raises:
     InvalidGlobalContextSettings: a value is out of range or does not divide
       the channels (the message names the setting and the numbers).
   """
   try:
-    layer = GlobalContextAttention(name=name, kernel_regularizer=kernel_regularizer,
-                                   **settings.layer_kwargs())
+    layer = layer_class(name=name, kernel_regularizer=kernel_regularizer,
+                        **settings.layer_kwargs(), **layer_args)
     layer.check_channels(channels)
   except ValueError as error:
     raise InvalidGlobalContextSettings(str(error)) from error

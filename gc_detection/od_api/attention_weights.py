@@ -12,6 +12,7 @@ import numpy as np
 from gc_detection.attention_maps import image_attention
 from gc_detection.attention_maps.image_attention import AttentionMapError
 from gc_detection.attention_maps.image_attention import ImageAttention
+from gc_detection.layers import valid_region
 
 
 def preprocess(loaded, image: np.ndarray):
@@ -96,7 +97,11 @@ def compute_image_attention(loaded, image: np.ndarray, name: str,
                                          image_shape, points, top_detections)
   cells = [image_attention.point_to_cell(point, image_shape, true_shape, loaded.stride, feature_shape)
            for point in query_points]
-  matrix = image_attention.attention_matrix(loaded.layer, features, layer_index)
+  valid_shape = None
+  if loaded.extractor.gc_settings.ignore_padding:
+    valid_shape = valid_region.cells_of(true_shapes[:, :2], loaded.stride)
+  matrix = image_attention.attention_matrix(loaded.layer, features, layer_index,
+                                            valid_shape)
   return ImageAttention(
       name=name, image=image, true_shape=true_shape,
       padded_shape=tuple(int(v) for v in preprocessed.shape[1:3]),

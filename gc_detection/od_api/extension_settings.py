@@ -48,7 +48,8 @@ def settings_from_extension(message):
         chunk_size=message.chunk_size,
         initialization=message.Initialization.Name(message.initialization),
         source_block=message.source_block,
-        fold_batch_norm=message.fold_batch_norm)
+        fold_batch_norm=message.fold_batch_norm,
+        ignore_padding=message.ignore_padding)
   except settings_lib.InvalidGlobalContextSettings as error:
     raise ConfigError(str(error)) from None
 

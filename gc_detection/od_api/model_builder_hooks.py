@@ -6,8 +6,10 @@
   `build_with_bound_settings`: it names an unknown extractor type with the
   closest ones, marks the build in progress (pipeline_binding.building), so
   that a GC extractor built without explicit settings takes its pipeline's,
-  and records the built GC extractor in the pipeline's binding (the hybrid
-  optimizer needs its module).
+  records the built GC extractor in the pipeline's binding (the hybrid
+  optimizer needs its module) and, when its settings ignore padding, makes the
+  model's predict pass each image's true shape to the module
+  (true_image_shapes.pass_to_module).
 """
 import difflib
 import functools
@@ -16,6 +18,7 @@ import weakref
 from gc_detection.layers import global_context_settings as settings_lib
 from gc_detection.od_api import extension_settings
 from gc_detection.od_api import pipeline_binding
+from gc_detection.od_api import true_image_shapes
 
 # model_builder class map -> {GC type name: (extractor module, class name)}.
 GC_TYPES = {
@@ -109,6 +112,8 @@ def _with_bound_settings(meta_architecture, build_meta_architecture):
     extractor = gc_extractor_of(model)
     if binding is not None and extractor is not None:
       binding.built_extractor = weakref.ref(extractor)
+    if extractor is not None and extractor.gc_settings.ignore_padding:
+      true_image_shapes.pass_to_module(model)
     return model
   return build
 

@@ -9,12 +9,16 @@ reading model internals, and the fine-tune restore asks it what a stock
 checkpoint sees of it (stock_view_swaps).
 
 Settings: explicit `gc_settings`, else those of the pipeline being built
-(pipeline_binding.current_build_settings), else the paper's defaults.
+(pipeline_binding.current_build_settings), else the paper's defaults. With
+`ignore_padding` (the default) the module is a TrueShapesGlobalContextAttention:
+inside the model's predict it attends within each image's true shape
+(gc_detection.od_api.true_image_shapes).
 """
 import tensorflow as tf
 
 from gc_detection.layers import global_context_settings as settings_lib
 from gc_detection.od_api import pipeline_binding
+from gc_detection.od_api import true_image_shapes
 from gc_detection.od_api.extractors import bottleneck_initialization
 
 
@@ -42,9 +46,13 @@ class GlobalContextExtractor:
     self.source_block = settings_lib.check_source_block(
         self.gc_settings, backbone_name, self.GLOBAL_CONTEXT_STAGE,
         self.GLOBAL_CONTEXT_CHANNELS)
+    layer_class, layer_args = settings_lib.GlobalContextAttention, {}
+    if self.gc_settings.ignore_padding:
+      layer_class = true_image_shapes.TrueShapesGlobalContextAttention
+      layer_args = {'stride': self.global_context_stride}
     self.global_context = settings_lib.make_global_context_layer(
         self.gc_settings, self.GLOBAL_CONTEXT_CHANNELS,
-        kernel_regularizer=kernel_regularizer)
+        kernel_regularizer=kernel_regularizer, layer_class=layer_class, **layer_args)
 
   @property
   def global_context_stride(self):
