@@ -17,6 +17,12 @@ log "far-cue segmentation benchmark (Model Garden)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue_segmentation.py --markdown=BENCHMARKS.md \
   --plot=benchmarks/figures/far_cue_segmentation_miou_vs_step.png \
   --pictures=benchmarks/figures/far_cue_segmentation_masks.png
+log "far-cue panoptic benchmark (Model Garden; about 4 hours)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue_panoptic.py --markdown=BENCHMARKS.md \
+  --plot=benchmarks/figures/far_cue_panoptic_pq_vs_step.png \
+  --pictures=benchmarks/figures/far_cue_panoptic_predictions.png
+log "padding effect (about 2 minutes)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/padding_effect.py --markdown=BENCHMARKS.md
 log "crash-resume benchmark (about 25 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/crash_resume.py --trials=5 --markdown=BENCHMARKS.md
 log "BENCHMARKS.md regenerated"
