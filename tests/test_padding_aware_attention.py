@@ -11,6 +11,7 @@ import tensorflow as tf
 import attention_reference as reference
 from gc_detection.layers import GlobalContextAttention
 from gc_detection.layers import attention_ops
+from gc_detection.layers import true_image_sizes
 
 MAP_SHAPE = (3, 6, 8, 32)
 # Image 0 fills the canvas, image 1 is a tall one, image 2 a wide one.
@@ -200,3 +201,21 @@ def test_a_valid_shape_of_the_wrong_shape_is_named():
   layer = _layer()
   with pytest.raises(ValueError, match=r'valid_shape must have shape \(N, 2\)'):
     layer(_padded_inputs(VALID), valid_shape=[6, 8])
+
+
+def test_the_true_size_layer_reads_the_sizes_of_its_scope():
+  """Sizes in input pixels (float, as Model Garden's image_info has them) ->
+  valid cells ceil(size / stride); outside a scope the whole map."""
+  layer = true_image_sizes.TrueSizeGlobalContextAttention(stride=16, num_heads=4)
+  x = _padded_inputs(VALID)
+  sizes = tf.constant([[96.0, 128.0], [66.4, 40.0], [32.0, 100.5]])  # pixels
+  cells = [[6, 8], [5, 3], [2, 7]]  # = VALID
+  with true_image_sizes.scope(sizes):
+    scoped = layer(x).numpy()
+    explicit_wins = layer(x, valid_shape=[[6, 8]] * 3).numpy()
+  np.testing.assert_array_equal(scoped, layer(x, valid_shape=cells).numpy())
+  np.testing.assert_array_equal(explicit_wins, layer(x).numpy())
+  assert true_image_sizes.current() is None
+  config = layer.get_config()
+  assert config['stride'] == 16
+  assert type(layer).from_config(config).stride == 16

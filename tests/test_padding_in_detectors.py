@@ -18,7 +18,7 @@ import tensorflow as tf
 import attention_reference as reference
 from conftest import serve_without_gc_detection
 import tiny_configs
-from gc_detection.od_api import true_image_shapes
+from gc_detection.layers import true_image_sizes
 
 CONFIGS = {'faster_rcnn': tiny_configs.FRCNN_GC_R50,
            'ssd': 'ssd_resnet50_v1_fpn_gc_600x1024_coco.config'}
@@ -96,7 +96,7 @@ def test_predict_attends_within_each_images_true_shape(meta_architecture, tmp_pa
   model.predict(preprocessed, tf.constant(shapes))  # builds the layers
   extractor = model.feature_extractor
   layer = extractor.global_context
-  assert isinstance(layer, true_image_shapes.TrueShapesGlobalContextAttention)
+  assert isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
   calls = _recording_calls(layer)
   model.predict(preprocessed, tf.constant(shapes))
   (module_input, module_output), = calls
@@ -115,7 +115,7 @@ def test_ignore_padding_false_attends_to_the_whole_map(meta_architecture, tmp_pa
   preprocessed, _ = model.preprocess(tf.constant(images))
   model.predict(preprocessed, tf.constant(shapes))
   layer = model.feature_extractor.global_context
-  assert not isinstance(layer, true_image_shapes.TrueShapesGlobalContextAttention)
+  assert not isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
   calls = _recording_calls(layer)
   model.predict(preprocessed, tf.constant(shapes))
   (module_input, module_output), = calls

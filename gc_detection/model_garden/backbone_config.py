@@ -42,6 +42,7 @@ class GlobalContext(hyperparams.Config):
   initialization: str = _DEFAULTS.initialization
   source_block: str = _DEFAULTS.source_block
   fold_batch_norm: bool = _DEFAULTS.fold_batch_norm
+  ignore_padding: bool = _DEFAULTS.ignore_padding
 
 
 @dataclasses.dataclass

@@ -22,6 +22,7 @@ from official.vision.tasks import retinanet as retinanet_task
 
 from gc_detection.model_garden import backbone_config
 from gc_detection.model_garden import backbone_initialization
+from gc_detection.model_garden import true_image_sizes
 
 
 def _gc_backbone():
@@ -49,12 +50,14 @@ class MaskRCNNTaskConfig(maskrcnn_config.MaskRCNNTask):
 
 
 @task_factory.register_task_cls(RetinaNetTaskConfig)
-class RetinaNetTask(backbone_initialization.TaskInitialization, retinanet_task.RetinaNetTask):
+class RetinaNetTask(backbone_initialization.TaskInitialization,
+                    true_image_sizes.TrueImageSizes, retinanet_task.RetinaNetTask):
   """official.vision's RetinaNet task with a resnet_gc-aware initialize."""
 
 
 @task_factory.register_task_cls(MaskRCNNTaskConfig)
-class MaskRCNNTask(backbone_initialization.TaskInitialization, maskrcnn_task.MaskRCNNTask):
+class MaskRCNNTask(backbone_initialization.TaskInitialization,
+                   true_image_sizes.TrueImageSizes, maskrcnn_task.MaskRCNNTask):
   """official.vision's Mask R-CNN task with a resnet_gc-aware initialize."""
 
 

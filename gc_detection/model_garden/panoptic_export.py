@@ -20,6 +20,7 @@ import tensorflow as tf
 from official.vision.serving import detection
 
 from gc_detection.model_garden import panoptic_model
+from gc_detection.model_garden import true_image_sizes
 
 SERVED_OUTPUTS = ('detection_boxes', 'detection_scores', 'detection_classes',
                   'num_detections', 'detection_masks', 'category_mask', 'instance_mask')
@@ -37,8 +38,9 @@ class PanopticModule(detection.DetectionModule):
     if self._input_type == 'tflite':
       raise ValueError("input_type: 'tflite' is not served by the Panoptic FPN module")
     images, anchor_boxes, image_info = self.preprocess(images)
-    outputs = self.model.call(images=images, image_shape=image_info[:, 1, :],
-                              anchor_boxes=anchor_boxes, training=False)
+    with true_image_sizes.scope_of(self.model, image_info):
+      outputs = self.model.call(images=images, image_shape=image_info[:, 1, :],
+                                anchor_boxes=anchor_boxes, training=False)
     served = {name: outputs[name] for name in SERVED_OUTPUTS}
     served['image_info'] = image_info
     return served

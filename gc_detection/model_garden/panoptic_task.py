@@ -31,6 +31,7 @@ from gc_detection.model_garden import backbone_initialization
 from gc_detection.model_garden import panoptic_config
 from gc_detection.model_garden import panoptic_input
 from gc_detection.model_garden import panoptic_model
+from gc_detection.model_garden import true_image_sizes
 
 MAX_INSTANCES_PER_CATEGORY = 256
 # Evaluator result keys -> the logged names (the paper's columns first).
@@ -67,7 +68,7 @@ def to_original_size(mask, image_info, padded_size):
 
 @task_factory.register_task_cls(panoptic_config.PanopticFPNTask)
 class PanopticFPNTask(backbone_initialization.TaskInitialization,
-                      maskrcnn_task.MaskRCNNTask):
+                      true_image_sizes.TrueImageSizes, maskrcnn_task.MaskRCNNTask):
   """Panoptic FPN trained and evaluated by official.vision's trainer."""
 
   def build_model(self):

@@ -19,6 +19,7 @@ from official.vision.modeling.backbones import factory
 from official.vision.modeling.backbones import resnet
 
 from gc_detection.layers import global_context_settings as settings_lib
+from gc_detection.layers import true_image_sizes
 from gc_detection.model_garden import backbone_config as gc_backbone_config
 
 GLOBAL_CONTEXT_LAYER_NAME = 'global_context'
@@ -56,9 +57,14 @@ class ResNetGlobalContext(resnet.ResNet):
     if settings.initialization == settings_lib.BOTTLENECK:
       settings_lib.check_source_block(settings, self.stock_backbone_name,
                                       self.global_context_stage_name, channels)
+    layer_class, layer_args = settings_lib.GlobalContextAttention, {}
+    if settings.ignore_padding:  # sizes from gc_detection.model_garden.true_image_sizes
+      layer_class = true_image_sizes.TrueSizeGlobalContextAttention
+      layer_args = {'stride': 2**self._global_context_stage}
     layer = settings_lib.make_global_context_layer(
         settings, channels, name=GLOBAL_CONTEXT_LAYER_NAME,
-        kernel_regularizer=self._kernel_regularizer)
+        kernel_regularizer=self._kernel_regularizer, layer_class=layer_class,
+        **layer_args)
     return layer(outputs)
 
   @property

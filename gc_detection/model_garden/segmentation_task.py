@@ -17,11 +17,12 @@ from official.vision.tasks import semantic_segmentation as stock
 from gc_detection.model_garden import backbone_initialization
 from gc_detection.model_garden import segmentation_config
 from gc_detection.model_garden import segmentation_scores
+from gc_detection.model_garden import true_image_sizes
 
 
 @task_factory.register_task_cls(segmentation_config.SegmentationTask)
 class SegmentationTask(backbone_initialization.TaskInitialization,
-                       stock.SemanticSegmentationTask):
+                       true_image_sizes.TrueImageSizes, stock.SemanticSegmentationTask):
   """official.vision's semantic segmentation with resnet_gc and the paper's metrics."""
 
   def build_model(self):

@@ -10,7 +10,7 @@ checkpoint sees of it (stock_view_swaps).
 
 Settings: explicit `gc_settings`, else those of the pipeline being built
 (pipeline_binding.current_build_settings), else the paper's defaults. With
-`ignore_padding` (the default) the module is a TrueShapesGlobalContextAttention:
+`ignore_padding` (the default) the module is a TrueSizeGlobalContextAttention:
 inside the model's predict it attends within each image's true shape
 (gc_detection.od_api.true_image_shapes).
 """
@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from gc_detection.layers import global_context_settings as settings_lib
 from gc_detection.od_api import pipeline_binding
-from gc_detection.od_api import true_image_shapes
+from gc_detection.layers import true_image_sizes
 from gc_detection.od_api.extractors import bottleneck_initialization
 
 
@@ -48,7 +48,7 @@ class GlobalContextExtractor:
         self.GLOBAL_CONTEXT_CHANNELS)
     layer_class, layer_args = settings_lib.GlobalContextAttention, {}
     if self.gc_settings.ignore_padding:
-      layer_class = true_image_shapes.TrueShapesGlobalContextAttention
+      layer_class = true_image_sizes.TrueSizeGlobalContextAttention
       layer_args = {'stride': self.global_context_stride}
     self.global_context = settings_lib.make_global_context_layer(
         self.gc_settings, self.GLOBAL_CONTEXT_CHANNELS,
