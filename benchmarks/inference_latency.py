@@ -41,19 +41,25 @@ def _define_flags():
 
 def export(config_name, size, output_dir):
   """Exports a randomly initialised model; returns the SavedModel directory."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  from object_detection import exporter_lib_v2  # pylint: disable=g-import-not-at-top
-  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
   from gc_detection.od_api import config_edits  # pylint: disable=g-import-not-at-top
-  from gc_detection import od_api  # pylint: disable=g-import-not-at-top
   import gc_detection.protos.global_context_pb2  # pylint: disable=g-import-not-at-top,unused-import
 
   pipeline = pipeline_pb2.TrainEvalPipelineConfig()
   with open(os.path.join(_REPO_ROOT, 'pipeline_configs', config_name)) as f:
     text_format.Merge(f.read(), pipeline)
   config_edits.set_square_input(pipeline.model, size)
+  return export_pipeline(pipeline, output_dir, size)
+
+
+def export_pipeline(pipeline, output_dir, size):
+  """Exports a randomly initialised model of a TrainEvalPipelineConfig (run
+  once on a size x size image); returns the SavedModel directory."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from object_detection import exporter_lib_v2  # pylint: disable=g-import-not-at-top
+  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from gc_detection import od_api  # pylint: disable=g-import-not-at-top
 
   od_api.bind(pipeline)
   model = model_builder.build(pipeline.model, is_training=False)

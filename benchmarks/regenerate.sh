@@ -21,6 +21,8 @@ log "far-cue panoptic benchmark (Model Garden; about 4 hours)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/far_cue_panoptic.py --markdown=BENCHMARKS.md \
   --plot=benchmarks/figures/far_cue_panoptic_pq_vs_step.png \
   --pictures=benchmarks/figures/far_cue_panoptic_predictions.png
+log "ignoring padding at the paper's resize (about 45 minutes)"
+run_without_tf_noise "$VENV_PYTHON" benchmarks/padded_inputs.py --markdown=BENCHMARKS.md
 log "padding effect (about 2 minutes)"
 run_without_tf_noise "$VENV_PYTHON" benchmarks/padding_effect.py --markdown=BENCHMARKS.md
 log "crash-resume benchmark (about 25 minutes)"

@@ -51,19 +51,29 @@ def load_model_config(config_name, size):
 def build_train_step(config_name, size, batch):
   """Returns a zero-argument function that runs one training step."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
-  from object_detection.core import standard_fields as fields  # pylint: disable=g-import-not-at-top
 
   model = model_builder.build(load_model_config(config_name, size), is_training=True)
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)), tf.float32)
+  return train_step_on(model, model.preprocess(images)[0],
+                       tf.constant([[size, size, 3]] * batch))
+
+
+def train_step_on(model, preprocessed, true_image_shapes):
+  """A zero-argument function running one training step of `model` on the
+  (N, H, W, 3) preprocessed images with their (N, 3) true shapes."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
+  from object_detection.core import standard_fields as fields  # pylint: disable=g-import-not-at-top
+
+  batch = int(preprocessed.shape[0])
   # The same optimizer for every model (the configs differ: Adam for GC), and
   # a tiny learning rate so random weights stay finite over the timed steps.
   optimizer = tf.keras.optimizers.SGD(learning_rate=1e-7, momentum=0.9)
-  rng = np.random.default_rng(0)
-  images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)), tf.float32)
   features = {
-      fields.InputDataFields.image: model.preprocess(images)[0],
-      fields.InputDataFields.true_image_shape: tf.constant([[size, size, 3]] * batch),
+      fields.InputDataFields.image: preprocessed,
+      fields.InputDataFields.true_image_shape: true_image_shapes,
   }
   boxes = tf.constant([[[0.1, 0.1, 0.5, 0.4], [0.4, 0.5, 0.9, 0.9]]] * batch,
                       tf.float32)

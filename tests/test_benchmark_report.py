@@ -234,3 +234,20 @@ def test_op_times_find_a_layers_forward_and_gradient_ops(tmp_path):
   busiest = max(groups, key=groups.get)
   differences = step_profile.largest_differences(groups, collections.Counter(), count=1)
   assert differences == [(busiest, groups[busiest], 0)]
+
+
+def test_the_padded_inputs_benchmark_counts_the_cells_the_module_attends_to():
+  """The paper's 600-1024 resize of the mix, worked by hand: 4:3 -> 600x800
+  (38x50 cells at stride 16), 3:4 -> 800x600, 16:9 -> 576x1024 (36x64), 1:1
+  -> 600x600 (38x38); a batch of two attends over its common extent."""
+  import padded_inputs  # pylint: disable=g-import-not-at-top
+  resize = (600, 1024)
+  assert [padded_inputs._resized(shape, resize) for shape in padded_inputs.PHOTOS.values()] == [  # pylint: disable=protected-access
+      (600, 800), (800, 600), (576, 1024), (600, 600)]
+  flops = lambda tokens: harness.module_flops(tokens, 1024).total
+  whole, attended = padded_inputs.module_flops_per_image('faster_rcnn_r50', 1, resize, 1.0)
+  assert whole == flops(64 * 64)
+  assert attended == pytest.approx(
+      (flops(38 * 50) + flops(50 * 38) + flops(36 * 64) + flops(38 * 38)) / 4)
+  _, attended = padded_inputs.module_flops_per_image('faster_rcnn_r50', 2, resize, 1.0)
+  assert attended == pytest.approx((2 * flops(50 * 50) + 2 * flops(38 * 64)) / 4)
