@@ -158,6 +158,7 @@ def test_the_stock_exporters_saved_model_ignores_padding(tmp_path):
   preprocess: the SavedModel (served without gc_detection) gives what the
   in-process model gives, and not what the same weights give with
   ignore_padding false."""
+  tf.keras.utils.set_random_seed(4)
   configs = _configs('faster_rcnn', tmp_path)
   model = model_builder.build(configs['model'], is_training=False)
   photo = np.random.default_rng(4).integers(0, 256, (1, 48, 72, 3)).astype(np.uint8)
@@ -178,5 +179,7 @@ def test_the_stock_exporters_saved_model_ignores_padding(tmp_path):
   unaware(tf.constant(photo, tf.float32))
   tf.train.Checkpoint(model=unaware).restore(
       tf.train.latest_checkpoint(str(checkpoint_dir))).assert_existing_objects_matched()
-  whole_map = unaware(tf.constant(photo, tf.float32))['raw_detection_scores'].numpy()
-  assert np.abs(whole_map - served['raw_detection_scores']).max() > 1e-3
+  whole_map = unaware(tf.constant(photo, tf.float32))
+  # Random heads saturate many scores; the boxes move with the features too.
+  assert max(np.abs(whole_map[name].numpy() - served[name]).max()
+             for name in ('raw_detection_scores', 'raw_detection_boxes')) > 1e-3

@@ -12,6 +12,7 @@ given no shapes (the TFLite exporter's fixed-size inputs) attends to the
 whole map.
 """
 import functools
+import weakref
 
 from gc_detection.layers import true_image_sizes
 
@@ -22,12 +23,16 @@ def pass_to_module(model):
   Args:
     model: an OD API DetectionModel (Faster R-CNN or SSD) with a GC extractor.
   """
-  predict = model.predict
+  # The class's function and a weak reference: the wrapper, stored on the
+  # model, must not hold the model (a reference cycle through TensorFlow
+  # objects is left to the cyclic garbage collector).
+  predict = type(model).predict
+  model_ref = weakref.ref(model)
 
   @functools.wraps(predict)
   def predict_with_true_shapes(preprocessed_inputs, true_image_shapes=None, **kwargs):
     with true_image_sizes.scope(true_image_shapes):
-      return predict(preprocessed_inputs, true_image_shapes, **kwargs)
+      return predict(model_ref(), preprocessed_inputs, true_image_shapes, **kwargs)
 
   # object.__setattr__: an instance attribute Keras' tracking need not see.
   object.__setattr__(model, 'predict', predict_with_true_shapes)
