@@ -100,3 +100,18 @@ def global_context_on_valid_regions(feature_map, valid_shape, blocks, num_heads,
     for full, block in zip(weights, block_weights):
       full[index][:, kept[:, None], kept[None, :]] = block[0]
   return output, weights
+
+
+def recording_calls(layer):
+  """Records (inputs, outputs) of every call of a Keras layer, in order (as
+  NumPy arrays; eager calls only)."""
+  calls = []
+  call = layer.call
+
+  def recorded(inputs, *args, **kwargs):
+    outputs = call(inputs, *args, **kwargs)
+    calls.append((inputs.numpy(), outputs.numpy()))
+    return outputs
+
+  object.__setattr__(layer, 'call', recorded)
+  return calls

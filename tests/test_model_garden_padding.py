@@ -50,19 +50,6 @@ def _task(experiment, records, ignore_padding=True):
   return task_factory.get_task(config.task), config
 
 
-def _recording_calls(layer):
-  calls = []
-  call = layer.call
-
-  def recorded(inputs, *args, **kwargs):
-    outputs = call(inputs, *args, **kwargs)
-    calls.append((inputs.numpy(), outputs.numpy()))
-    return outputs
-
-  object.__setattr__(layer, 'call', recorded)
-  return calls
-
-
 def _valid_cells(image_info, stride):
   """Cells of each image's own pixels: ceil(original size x scale / stride)."""
   image_info = np.asarray(image_info, np.float64)
@@ -91,7 +78,7 @@ def test_the_train_step_publishes_image_info(records):
   layer = model.backbone.global_context
   assert isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
   features, labels = next(iter(task.build_inputs(config.task.train_data)))
-  calls = _recording_calls(layer)
+  calls = reference.recording_calls(layer)
   task.train_step((features, labels), model, tf.keras.optimizers.SGD(0.0),
                   metrics=task.build_metrics())
   (module_input, module_output), = calls
@@ -108,7 +95,7 @@ def test_the_validation_step_publishes_image_info(records):
   model = task.build_model()
   layer = model.backbone.global_context
   features, labels = next(iter(task.build_inputs(config.task.validation_data)))
-  calls = _recording_calls(layer)
+  calls = reference.recording_calls(layer)
   task.validation_step((features, labels), model)
   (module_input, module_output), = calls
   _assert_attends_within(layer, module_input, module_output,
@@ -121,7 +108,7 @@ def test_ignore_padding_false_attends_to_the_whole_map(records):
   layer = model.backbone.global_context
   assert not isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
   features, labels = next(iter(task.build_inputs(config.task.train_data)))
-  calls = _recording_calls(layer)
+  calls = reference.recording_calls(layer)
   task.train_step((features, labels), model, tf.keras.optimizers.SGD(0.0),
                   metrics=task.build_metrics())
   (module_input, module_output), = calls

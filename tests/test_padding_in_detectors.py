@@ -46,20 +46,6 @@ def _padded_batch(meta_architecture, seed=0):
   return images.astype(np.float32), shapes
 
 
-def _recording_calls(layer):
-  """Records (inputs, outputs) of every call of the layer, in order."""
-  calls = []
-  call = layer.call
-
-  def recorded(inputs, *args, **kwargs):
-    outputs = call(inputs, *args, **kwargs)
-    calls.append((inputs, outputs))
-    return outputs
-
-  object.__setattr__(layer, 'call', recorded)
-  return calls
-
-
 def _assert_module_ignored_padding(layer, module_input, module_output, true_shapes):
   module_input = np.asarray(module_input, np.float64)
   stride = layer.stride
@@ -97,10 +83,10 @@ def test_predict_attends_within_each_images_true_shape(meta_architecture, tmp_pa
   extractor = model.feature_extractor
   layer = extractor.global_context
   assert isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
-  calls = _recording_calls(layer)
+  calls = reference.recording_calls(layer)
   model.predict(preprocessed, tf.constant(shapes))
   (module_input, module_output), = calls
-  np.testing.assert_allclose(module_input.numpy(),
+  np.testing.assert_allclose(module_input,
                              extractor.global_context_input(preprocessed).numpy(),
                              atol=1e-4, rtol=1e-5)
   _assert_module_ignored_padding(layer, module_input, module_output, shapes)
@@ -116,12 +102,12 @@ def test_ignore_padding_false_attends_to_the_whole_map(meta_architecture, tmp_pa
   model.predict(preprocessed, tf.constant(shapes))
   layer = model.feature_extractor.global_context
   assert not isinstance(layer, true_image_sizes.TrueSizeGlobalContextAttention)
-  calls = _recording_calls(layer)
+  calls = reference.recording_calls(layer)
   model.predict(preprocessed, tf.constant(shapes))
   (module_input, module_output), = calls
-  expected, _ = reference.global_context(module_input.numpy(), reference.blocks_of(layer),
+  expected, _ = reference.global_context(module_input, reference.blocks_of(layer),
                                          layer.num_heads)
-  assert (np.abs(module_output.numpy() - expected).max()
+  assert (np.abs(module_output - expected).max()
           <= REFERENCE_TOLERANCE * np.abs(expected).max())
 
 
